@@ -1,0 +1,1 @@
+"""Exported model implementations: standalone PyTorch source files written by `nas export`."""

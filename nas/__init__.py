@@ -1,0 +1,1 @@
+"""NAS core: search strategies, trial engine, CLI and export."""
