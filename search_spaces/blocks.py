@@ -18,10 +18,11 @@ def conv(g: ArchGraph, x: str, name: str, out: int, kernel: int = 3, stride: int
 
 
 def residual_block(g: ArchGraph, x: str, name: str, in_ch: int, planes: int, stride: int = 1,
-                   bottleneck: bool = False, groups: int = 1, base_width: int = 64, expansion: int = 4) -> str:
+                   bottleneck: bool = False, groups: int = 1, base_width: int = 64, expansion: int = 4,
+                   kernel: int = 3) -> str:
     """ResNet / ResNeXt block (post-activation, He et al. 2016): relu(F(x) + shortcut(x)).
 
-    basic: 3x3 -> 3x3 (out = planes); bottleneck: 1x1 -> 3x3 (``groups`` = ResNeXt cardinality,
+    basic: kxk -> kxk (out = planes); bottleneck: 1x1 -> kxk (``groups`` = ResNeXt cardinality,
     width = planes * base_width / 64 * groups) -> 1x1 (out = planes * expansion).
     shortcut: identity, or a 1x1 stride-s conv + BN projection when the shape changes.
     """
@@ -30,12 +31,12 @@ def residual_block(g: ArchGraph, x: str, name: str, in_ch: int, planes: int, str
         width = int(planes * (base_width / 64.0)) * groups
         out_ch = planes * expansion
         h = conv(g, x, f"{name}.conv1", width, 1, block=tag)
-        h = conv(g, h, f"{name}.conv2", width, 3, stride, groups=groups, block=tag)
+        h = conv(g, h, f"{name}.conv2", width, kernel, stride, groups=groups, block=tag)
         h = conv(g, h, f"{name}.conv3", out_ch, 1, order="conv-bn", block=tag)
     else:
         out_ch = planes
-        h = conv(g, x, f"{name}.conv1", planes, 3, stride, block=tag)
-        h = conv(g, h, f"{name}.conv2", planes, 3, order="conv-bn", block=tag)
+        h = conv(g, x, f"{name}.conv1", planes, kernel, stride, block=tag)
+        h = conv(g, h, f"{name}.conv2", planes, kernel, order="conv-bn", block=tag)
     shortcut = x
     if stride != 1 or in_ch != out_ch:
         shortcut = conv(g, x, f"{name}.downsample", out_ch, 1, stride, order="conv-bn", block=tag)
@@ -92,10 +93,11 @@ def inception_block(g: ArchGraph, x: str, name: str, ch1x1: int, ch3x3red: int, 
     return g.add(f"{name}.concat", "identity", [b1, b2, b3, b4], merge="concat", block=tag)
 
 
-def dense_block(g: ArchGraph, x: str, name: str, num_layers: int, growth: int, bn_size: int = 4) -> str:
+def dense_block(g: ArchGraph, x: str, name: str, num_layers: int, growth: int, bn_size: int = 4,
+                kernel: int = 3) -> str:
     """DenseNet block: layer i sees concat(x, out_1, ..., out_{i-1}); returns concat of all.
 
-    Each layer: BN-ReLU-conv1x1 (bn_size * growth) -> BN-ReLU-conv3x3 (growth).
+    Each layer: BN-ReLU-conv1x1 (bn_size * growth) -> BN-ReLU-conv kxk (growth; k = 3 in DenseNet).
     Output channels: C_in + num_layers * growth.
     """
     tag = f"dense:{name}"
@@ -104,7 +106,7 @@ def dense_block(g: ArchGraph, x: str, name: str, num_layers: int, growth: int, b
         merge = "concat" if len(features) > 1 else None
         h = g.add(f"{name}.layer{i}.conv1", "conv", features, merge=merge, block=tag, out=bn_size * growth,
                   kernel=1, order="bn-relu-conv")
-        h = conv(g, h, f"{name}.layer{i}.conv2", growth, 3, order="bn-relu-conv", block=tag)
+        h = conv(g, h, f"{name}.layer{i}.conv2", growth, kernel, order="bn-relu-conv", block=tag)
         features.append(h)
     return g.add(f"{name}.concat", "identity", features, merge="concat", block=tag)
 

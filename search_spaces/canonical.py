@@ -25,7 +25,8 @@ MAX_LEAVES = 64
 
 def _node_label(arch: ArchGraph, node: str) -> str:
     a = arch.attrs(node)
-    label = [a["op"], a["params"], a["merge"], a["merge_params"], node == arch.output]
+    merge = a["merge"] if arch.graph.in_degree(node) > 1 else None  # a merge of one input is a no-op
+    label = [a["op"], a["params"], merge, a["merge_params"], node == arch.output]
     return json.dumps(label, sort_keys=True, separators=(",", ":"))
 
 

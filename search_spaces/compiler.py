@@ -19,11 +19,13 @@ from search_spaces.layers import HighwayGate, build_op
 
 _SUM, _CONCAT, _GATE = 1, 2, 3
 _MERGE_CODES = {None: 0, "sum": _SUM, "concat": _CONCAT, "gate": _GATE}
+# names a ModuleDict cannot hold (its attributes, e.g. a node named 'train', 'keys' or 'training')
+_RESERVED = frozenset(dir(nn.ModuleDict()))
 
 
 def _module_key(node: str, taken: set[str]) -> str:
     key = re.sub(r"\W", "_", node) or "node"
-    while key in taken:
+    while key in taken or key in _RESERVED:
         key += "_"
     taken.add(key)
     return key

@@ -65,6 +65,11 @@ class ArchGraph:
             merge_params = resolve_params(GATE_PARAMS, merge_params or {}, node, "gate merge")
         elif merge_params:
             raise BadParameterError(node, f"merge_params only apply to the gate merge, not {merge!r}")
+        for src in inputs:  # check before mutating, so a failed add leaves the graph unchanged
+            if src not in self.graph:
+                raise DanglingNodeError(node, f"input {src!r} does not exist (add it first)")
+        if len(set(inputs)) != len(inputs):
+            raise BadParameterError(node, f"inputs {inputs} name a node more than once")
         if op == "input":
             if self.input is not None:
                 raise BadParameterError(node, f"graph already has input node {self.input!r}")
@@ -72,8 +77,6 @@ class ArchGraph:
         self.graph.add_node(node, op=op, params=resolved, merge=merge, merge_params=merge_params or {},
                             block=block)
         for slot, src in enumerate(inputs):
-            if src not in self.graph:
-                raise DanglingNodeError(node, f"input {src!r} does not exist (add it first)")
             self.graph.add_edge(src, node, slot=slot)
         self.output = node
         return node
@@ -161,6 +164,9 @@ class ArchGraph:
         if merge in ("sum", "gate"):
             if merge == "gate" and len(in_shapes) != 2:
                 raise BadParameterError(node, "gate merge needs exactly 2 inputs (H on slot 0, x on slot 1)")
+            if merge == "gate" and first.kind == "map" and attrs["merge_params"]["kernel"] % 2 == 0:
+                raise BadParameterError(node, "gate kernel must be odd on feature maps (T(x) keeps x's shape), "
+                                              f"got {attrs['merge_params']['kernel']}")
             for s in in_shapes[1:]:
                 if s.channels != first.channels:
                     raise ChannelMismatchError(node, f"{merge} of inputs with {[str(s) for s in in_shapes]}")
@@ -230,6 +236,9 @@ class ArchGraph:
                 incoming.setdefault(dst, []).append((int(slot), src))
             order = [n["id"] for n in data["nodes"]]
             by_id = {n["id"]: n for n in data["nodes"]}
+            for dst in incoming:
+                if dst not in by_id:
+                    raise GraphFormatError(dst, "an edge leads to this node, which is not in the node list")
             # add nodes in an order where inputs come first; cycles are added edge-wise afterwards
             deferred: list[tuple[str, str, int]] = []
             position = {node: i for i, node in enumerate(order)}
@@ -246,12 +255,12 @@ class ArchGraph:
                 if src not in arch.graph:
                     raise DanglingNodeError(dst, f"input {src!r} does not exist")
                 arch.graph.add_edge(src, dst, slot=slot)
+            arch.output = data["output"]
+            arch.features = data.get("features")
         except ArchGraphError:
             raise
         except (KeyError, TypeError, ValueError) as err:
             raise GraphFormatError(None, f"missing or malformed field ({err!r})") from None
-        arch.output = data["output"]
-        arch.features = data.get("features")
         return arch
 
     @classmethod

@@ -109,7 +109,7 @@ class SelfAttention(nn.Module):
     """Multi-head self-attention with output projection.
 
     Tokens (B, N, D) -> (B, N, D), or a map (B, C, H, W) -> (B, C, H, W) attending over its H*W
-    positions; ``pos`` adds a positional encoding to the queries'/keys' input first.
+    positions; ``pos`` adds a positional encoding to the input first (so to queries, keys and values).
     """
 
     def __init__(self, shape: Shape, heads: int, qkv_bias: bool, pos: str) -> None:

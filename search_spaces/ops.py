@@ -73,12 +73,13 @@ def _bad(reason: str) -> _ShapeRuleError:
 
 @dataclass(frozen=True)
 class Param:
-    """One op parameter: python type, default (None = required), allowed choices, lower bound."""
+    """One op parameter: python type, default (None = required), allowed choices, lower/upper bound."""
 
     type: type
     default: Any = None
     choices: tuple[Any, ...] | None = None
     minimum: float | None = None
+    maximum: float | None = None
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,10 @@ def _map_out(shape: Shape, out: int, kernel: int, stride: int, padding: int, dil
 
 
 def _infer_input(shape: Shape, p: dict[str, Any]) -> Shape:
-    return Shape.of(tuple(p["shape"]))
+    try:
+        return Shape.of(tuple(p["shape"]))
+    except ValueError as err:
+        raise _bad(str(err)) from None
 
 
 def _infer_conv(shape: Shape, p: dict[str, Any]) -> Shape:
@@ -150,6 +154,8 @@ def _infer_sep_conv(shape: Shape, p: dict[str, Any]) -> Shape:
     _require_kind(shape, ("map",), "sep_conv")
     pad = (p["kernel"] - 1) // 2 * p["dilation"]
     out = _map_out(shape, p["out"], p["kernel"], p["stride"], pad, p["dilation"], op="sep_conv")
+    if p["repeats"] == 2:  # the second (stride-1) unit shrinks the map again when the kernel is even
+        out = _map_out(out, p["out"], p["kernel"], 1, pad, p["dilation"], op="sep_conv")
     return out
 
 
@@ -270,7 +276,8 @@ _SPECS = [
     OpSpec("norm", {"kind": Param(str, "batch", ("batch", "layer")), "eps": Param(float, 1e-5, minimum=0.0)},
            ("map", "tokens", "vec"), _infer_norm, "batch norm (maps, vectors) or layer norm (tokens, vectors)"),
     OpSpec("act", {"fn": Param(str, "relu", ACTIVATIONS)}, ("map", "tokens", "vec"), _same, "activation"),
-    OpSpec("dropout", {"p": Param(float, 0.5, minimum=0.0)}, ("map", "tokens", "vec"), _same, "dropout"),
+    OpSpec("dropout", {"p": Param(float, 0.5, minimum=0.0, maximum=1.0)}, ("map", "tokens", "vec"), _same,
+           "dropout"),
     OpSpec("identity", {}, ("map", "tokens", "vec"), _same, "identity (also: skip connection, merge point)"),
     OpSpec("zero", {"stride": Param(int, 1, minimum=1)}, ("map", "tokens", "vec"), _infer_zero,
            "zeros of the input's shape (strided for maps): the 'none' op"),
@@ -316,6 +323,8 @@ def resolve_params(spec_params: dict[str, Param], given: dict[str, Any], node: s
             raise BadParameterError(node, f"{what} parameter {name!r} must be one of {param.choices}, got {value!r}")
         if param.minimum is not None and value < param.minimum:
             raise BadParameterError(node, f"{what} parameter {name!r} must be >= {param.minimum}, got {value!r}")
+        if param.maximum is not None and value > param.maximum:
+            raise BadParameterError(node, f"{what} parameter {name!r} must be <= {param.maximum}, got {value!r}")
         resolved[name] = value
     return resolved
 
