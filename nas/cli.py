@@ -1,7 +1,8 @@
 """The ``nas`` command line.
 
-Commands: ``spaces`` (list spaces and reference models), ``space NAME`` (show a space and build
-sampled members), ``model NAME`` (build a reference network), ``graph FILE`` (validate a JSON
+Commands: ``search`` (run or resume a search), ``show RUN`` (leaderboard and history of a run),
+``spaces`` (list spaces and reference models), ``space NAME`` (show a space and build sampled
+members), ``model NAME`` (build a reference network), ``graph FILE`` (validate a JSON
 architecture graph). Bad input prints one line ``nas: error: ...`` on stderr and exits 2.
 """
 
@@ -138,9 +139,137 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     print(f"wrote {path}")
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value:
+        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}")
+    return value
+
+
+def search_config_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The run's stored configuration (everything that changes results; see nas.run.RESUME_IGNORED_KEYS)."""
+    strategy_options = {k: getattr(args, k) for k in ("population_size", "sample_size", "initial_mutations",
+                                                       "rounds_per_step") if getattr(args, k) is not None}
+    if args.tournament_replacement:
+        strategy_options["tournament_replacement"] = True
+    objective = {"metric": args.metric, "max_params": args.max_params, "max_mflops": args.max_mflops,
+                 "max_latency_ms": args.max_latency_ms, "params_penalty": args.params_penalty,
+                 "flops_penalty": args.flops_penalty, "latency_penalty": args.latency_penalty}
+    train = {"epochs": args.epochs, "batch_size": args.batch_size, "optimizer": args.optimizer, "lr": args.lr,
+             "weight_decay": args.weight_decay, "seed": args.seed}
+    benchmark = args.benchmark
+    return {
+        "strategy": args.strategy, "strategy_options": strategy_options, "seed": args.seed,
+        "space": args.space or ("nb201" if benchmark else "macro"), "space_options": {},
+        "trials": args.trials if args.trials is not None else (100_000 if benchmark else 20),
+        "dataset": None if benchmark else args.dataset, "data_root": args.data_root,
+        "data_options": {} if benchmark else {"val_fraction": args.val_fraction, "limit": args.data_limit},
+        "train": train, "objective": objective, "scheduler": args.scheduler,
+        "benchmark": benchmark, "table": str(Path(args.table).resolve()) if args.table else None,
+        "time_budget": args.time_budget if benchmark else None,
+    }
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from nas.engine import check_config, default_run_dir, run_benchmark, run_search
+    from nas.journal import ConfigMismatch
+    from nas.progress import Progress, format_table, leaderboard_rows
+
+    config = search_config_from_args(args)
+    check_config(config)
+    run_dir = args.run_dir or default_run_dir(config)
+    try:
+        if config["benchmark"]:
+            run, result = run_benchmark(config, run_dir)
+            print(f"NAS-Bench-201 protocol, {config['strategy']}, seed {config['seed']}: {result.queries} queries, "
+                  f"{result.seconds:,.0f} of {config['time_budget']:,.0f} simulated seconds")
+            print(f"  returned {run.space.to_string(result.best_arch)}")
+            print(f"  12-epoch valid acc {result.best_valid_12ep:.2f}, 200-epoch test acc {result.test_acc:.2f}")
+        else:
+            progress = Progress(config["trials"], quiet=args.quiet)
+            run = run_search(config, run_dir, address=args.address, cpus_per_trial=args.cpus_per_trial,
+                             gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent,
+                             progress=progress)
+            print()
+            print(format_table(leaderboard_rows(run)))
+    except ConfigMismatch as err:
+        raise UsageError(str(err)) from None
+    print(f"\nrun directory: {run_dir} (rerun the same command to resume; `nas show {run_dir}`)")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from nas.progress import format_table, history_rows, leaderboard_rows, plot_progress
+    from nas.show import open_run
+
+    run = open_run(args.run)
+    print(f"run {args.run}: {run.num_done}/{run.max_trials} trials done, {run.num_failed} failed, "
+          f"{len(run.redispatch)} pending")
+    print("\nleaderboard:")
+    print(format_table(leaderboard_rows(run, args.top)))
+    if args.history:
+        print("\nhistory:")
+        print(format_table(history_rows(run)))
+    if run.num_done:
+        print(f"\nplot: {plot_progress(run, Path(args.run) / 'progress.png')}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nas", description="Neural architecture search on graph search spaces.")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("search", help="run a search (rerun the same command to resume it)")
+    g = p.add_argument_group("search")
+    g.add_argument("--strategy", default="evolution", help="evolution | evolution-annealed | random")
+    g.add_argument("--space", default=None, help="search space (default: macro; nb201 in benchmark mode)")
+    g.add_argument("--trials", type=_positive, default=None, help="trial budget (default 20)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--run-dir", default=None, help="default: runs/<strategy>-<space>-<data>-seed<seed>")
+    g.add_argument("--population-size", type=_positive, default=None)
+    g.add_argument("--sample-size", type=_positive, default=None)
+    g.add_argument("--tournament-replacement", action="store_true")
+    g.add_argument("--initial-mutations", type=_positive, default=None, help="evolution-annealed: d")
+    g.add_argument("--rounds-per-step", type=_positive, default=None, help="evolution-annealed: r")
+    g = p.add_argument_group("data and training")
+    g.add_argument("--dataset", default="digits", help="digits | cifar10 | mnist | fashion_mnist | folder")
+    g.add_argument("--data-root", default=None, help="directory holding the dataset files")
+    g.add_argument("--data-limit", type=_positive, default=None, help="use at most this many training samples")
+    g.add_argument("--val-fraction", type=_fraction, default=0.2)
+    g.add_argument("--epochs", type=_positive, default=3)
+    g.add_argument("--batch-size", type=_positive, default=64)
+    g.add_argument("--optimizer", default="sgd", choices=["sgd", "adam", "adamw"])
+    g.add_argument("--lr", type=_fraction, default=0.05)
+    g.add_argument("--weight-decay", type=_fraction, default=5e-4)
+    g = p.add_argument_group("objective")
+    g.add_argument("--metric", default="val_acc", choices=["val_acc", "best_val_acc"])
+    g.add_argument("--max-params", type=_positive, default=None)
+    g.add_argument("--max-mflops", type=_fraction, default=None)
+    g.add_argument("--max-latency-ms", type=_fraction, default=None)
+    g.add_argument("--params-penalty", type=_fraction, default=0.0, help="per million parameters")
+    g.add_argument("--flops-penalty", type=_fraction, default=0.0, help="per GFLOP")
+    g.add_argument("--latency-penalty", type=_fraction, default=0.0, help="per millisecond")
+    g = p.add_argument_group("execution (Ray Tune)")
+    g.add_argument("--address", default=None, help="join this Ray cluster ('auto' or host:port); default: local")
+    g.add_argument("--cpus-per-trial", type=_fraction, default=1.0)
+    g.add_argument("--gpus-per-trial", type=_fraction, default=0.0, help="fractions allowed, e.g. 0.5")
+    g.add_argument("--max-concurrent", type=_positive, default=None)
+    g.add_argument("--scheduler", default="fifo", choices=["fifo", "asha"], help="asha: early stopping")
+    g.add_argument("--quiet", action="store_true", help="no progress line")
+    g = p.add_argument_group("benchmark mode (table lookup, no Ray)")
+    g.add_argument("--benchmark", default=None, help="nb201")
+    g.add_argument("--table", default=None, help="NAS-Bench-201 CSV")
+    g.add_argument("--time-budget", type=_fraction, default=12_000.0, help="simulated seconds (default 12000)")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("show", help="leaderboard, history and plot of a run directory")
+    p.add_argument("run")
+    p.add_argument("--top", type=_positive, default=10)
+    p.add_argument("--history", action="store_true", help="also list every trial")
+    p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("spaces", help="list search spaces and reference models")
     p.set_defaults(func=cmd_spaces)

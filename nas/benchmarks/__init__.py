@@ -1,0 +1,1 @@
+"""Tabular benchmarks: a trial is a table lookup (NAS-Bench-201)."""

@@ -1,0 +1,216 @@
+"""A search run independent of how trials are executed: strategy + journal + dedup + budget.
+
+``SearchRun`` hands out trials (``next_trial``) and takes their outcomes (``finish``); the Ray
+dispatcher (:mod:`nas.ray_backend`) and the table-lookup benchmark mode both drive it.
+
+Resume: the journal is replayed into a fresh strategy (from the latest snapshot when there is
+one): every journaled proposal must be proposed again identically (otherwise the code or the
+config changed and the run refuses to continue), every journaled result is told again. Trials
+proposed but without a result are dispatched again first, under their original ids, so no
+finished trial runs twice, none is lost, and the trial budget is counted exactly.
+
+Budget: ``max_trials`` counts proposals, including those answered without training: an
+architecture whose canonical hash was already evaluated in this run gets the earlier result
+(status ``cached``), and one that breaks a hard params/FLOPs limit is ``failed`` untrained.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nas.journal import Journal
+from nas.strategies.base import Strategy, is_failure
+from search_spaces.ir import ArchGraph
+from search_spaces.spaces.base import SearchSpace
+
+
+def graph_identity(space: SearchSpace) -> Callable[[Hashable], tuple[str, ArchGraph]]:
+    """Dedup by canonical graph hash; the payload is the architecture's graph."""
+
+    def identify(arch: Hashable) -> tuple[str, ArchGraph]:
+        graph = space.to_graph(arch)
+        return graph.canonical_hash(), graph
+
+    return identify
+
+
+# keys of the config that may change between a run and its resumption
+RESUME_IGNORED_KEYS = ("address", "cpus_per_trial", "gpus_per_trial", "max_concurrent", "verbose")
+
+
+class ResumeError(RuntimeError):
+    """The journal cannot be replayed with the current code and configuration."""
+
+
+@dataclass
+class TrialRecord:
+    trial: int
+    arch: dict[str, Any]
+    hash: str
+    status: str | None = None  # None while pending; "ok" | "failed" | "cached"
+    score: float | None = None
+    reason: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    t_propose: float = 0.0
+    t_result: float | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.status is not None
+
+
+class SearchRun:
+    """Strategy, journal, dedup cache and budget of one run directory (see module docstring)."""
+
+    def __init__(self, run_dir: str | Path, config: dict[str, Any], space: SearchSpace, strategy: Strategy,
+                 max_trials: int, durable: bool = True,
+                 identify: Callable[[Hashable], tuple[str, Any]] | None = None,
+                 feasibility: Callable[[Any], str | None] | None = None, dedup: bool = True,
+                 snapshot_every: int = 1) -> None:
+        """``identify(arch) -> (hash, payload)``: the dedup key and what a dispatcher needs to run the
+        trial (default: canonical graph hash and the ArchGraph). ``feasibility(payload)`` returns a
+        reason when the trial must fail without running (e.g. a params limit), else None.
+        ``dedup=False`` runs repeated architectures again (tabular protocols charge every query).
+        ``snapshot_every``: save the strategy's state every N results (0: only at close)."""
+        if max_trials < 1:
+            raise ValueError(f"max_trials must be >= 1, got {max_trials}")
+        self.space = space
+        self.strategy = strategy
+        self.max_trials = max_trials
+        self.identify = identify or graph_identity(space)
+        self.feasibility = feasibility
+        self.dedup = dedup
+        self.snapshot_every = snapshot_every
+        self.journal = Journal(run_dir, durable=durable)
+        self.resumed = self.journal.open_config(config, ignore=RESUME_IGNORED_KEYS)
+        self.records: dict[int, TrialRecord] = {}
+        self.cache: dict[str, TrialRecord] = {}
+        self.redispatch: deque[int] = deque()
+        self.best: TrialRecord | None = None
+        self._restore()
+
+    # ------------------------------------------------------------------ counts
+    @property
+    def run_dir(self) -> Path:
+        return self.journal.run_dir
+
+    @property
+    def num_proposed(self) -> int:
+        return len(self.records)
+
+    @property
+    def num_done(self) -> int:
+        return sum(r.done for r in self.records.values())
+
+    @property
+    def num_failed(self) -> int:
+        return sum(r.status == "failed" or (r.status == "cached" and r.score is None) for r in self.records.values())
+
+    @property
+    def finished(self) -> bool:
+        return self.num_done >= self.max_trials
+
+    # ------------------------------------------------------------------ trials
+    def next_trial(self) -> tuple[TrialRecord, Any] | None:
+        """The next trial to run and its payload, or None when the whole budget has been handed out."""
+        while True:
+            if self.redispatch:
+                record = self.records[self.redispatch.popleft()]
+                return record, self.identify(self.space.from_json(record.arch))[1]
+            if self.num_proposed >= self.max_trials:
+                return None
+            proposal = self.strategy.ask()
+            key, payload = self.identify(proposal.arch)
+            record = TrialRecord(proposal.trial_id, self.space.to_json(proposal.arch), key)
+            self.records[record.trial] = record
+            self.journal.append({"event": "propose", "trial": record.trial, "arch": record.arch,
+                                 "hash": record.hash})
+            record.t_propose = self._clock()
+            earlier = self.cache.get(record.hash) if self.dedup else None
+            if earlier is not None:
+                self.finish(record.trial, earlier.score, status="cached",
+                            reason=f"same architecture as trial {earlier.trial}" +
+                            (f" ({earlier.reason})" if earlier.reason else ""), metrics=earlier.metrics)
+                continue
+            reason = self.feasibility(payload) if self.feasibility is not None else None
+            if reason is not None:
+                self.finish(record.trial, None, status="failed", reason=reason)
+                continue
+            return record, payload
+
+    def finish(self, trial: int, score: float | None, status: str = "ok", reason: str | None = None,
+               metrics: dict[str, Any] | None = None) -> TrialRecord:
+        """Record a trial's outcome durably and tell the strategy (None / non-finite = failed)."""
+        record = self.records[trial]
+        if record.done:
+            raise KeyError(f"trial {trial} already has a result")
+        if is_failure(score):
+            score = None
+            if status == "ok":
+                status = "failed"
+            reason = reason or "no finite score"
+        self._apply_result(record, status, score, reason, metrics or {})
+        self.journal.append({"event": "result", "trial": trial, "status": status, "score": score,
+                             "reason": reason, "metrics": record.metrics})
+        record.t_result = self._clock()
+        self.strategy.tell(trial, score)
+        if self.snapshot_every and self.strategy.num_told % self.snapshot_every == 0:
+            self.journal.save_state(self.strategy.state_dict())
+        return record
+
+    def _apply_result(self, record: TrialRecord, status: str, score: float | None, reason: str | None,
+                      metrics: dict[str, Any]) -> None:
+        record.status, record.score, record.reason, record.metrics = status, score, reason, metrics
+        if status != "cached":
+            self.cache.setdefault(record.hash, record)
+        if score is not None and (self.best is None or score > (self.best.score or float("-inf"))):
+            self.best = record
+
+    def close(self) -> None:
+        if self.journal.lines:
+            self.journal.save_state(self.strategy.state_dict())
+        self.journal.close()
+
+    def _clock(self) -> float:
+        return round(time.time() - self.journal.start, 3)
+
+    # ------------------------------------------------------------------ resume
+    def _restore(self) -> None:
+        events = self.journal.read()
+        snapshot = self.journal.load_state()
+        replay_from = 0
+        if snapshot is not None and snapshot[0] <= len(events):
+            self.strategy.load_state_dict(snapshot[1])
+            replay_from = snapshot[0]
+        for line, event in enumerate(events):
+            kind = event.get("event")
+            if kind == "propose":
+                record = TrialRecord(event["trial"], event["arch"], event["hash"], t_propose=event.get("t", 0.0))
+                self.records[record.trial] = record
+                if line >= replay_from:
+                    proposal = self.strategy.ask()
+                    if proposal.trial_id != record.trial or self.space.to_json(proposal.arch) != record.arch:
+                        raise ResumeError(
+                            f"journal replay diverged at trial {record.trial}: the strategy now proposes "
+                            f"{self.space.to_json(proposal.arch)} where the journal has {record.arch}; the code or "
+                            "its defaults changed since the run started. Use a new --run-dir.")
+            elif kind == "result":
+                record = self.records[event["trial"]]
+                self._apply_result(record, event["status"], event["score"], event.get("reason"),
+                                   event.get("metrics", {}))
+                record.t_result = event.get("t")
+                if line >= replay_from:
+                    self.strategy.tell(record.trial, record.score)
+        self.redispatch = deque(sorted(t for t, r in self.records.items() if not r.done))
+        if events:
+            self.journal.set_time_offset(float(events[-1].get("t", 0.0)))
+
+    # ------------------------------------------------------------------ reporting
+    def leaderboard(self, top: int = 10) -> list[TrialRecord]:
+        scored = [r for r in self.records.values() if r.score is not None and r.status == "ok"]
+        return sorted(scored, key=lambda r: (-r.score, r.trial))[:top]  # type: ignore[operator]

@@ -1,0 +1,29 @@
+"""Search strategies behind one ask/tell interface (see :mod:`nas.strategies.base`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nas.strategies.base import Proposal, Strategy
+from nas.strategies.evolution import AnnealedEvolution, RegularizedEvolution
+from nas.strategies.random_search import RandomSearch
+from search_spaces.spaces.base import SearchSpace
+
+STRATEGIES: dict[str, type[Strategy]] = {
+    RegularizedEvolution.name: RegularizedEvolution,
+    AnnealedEvolution.name: AnnealedEvolution,
+    RandomSearch.name: RandomSearch,
+}
+
+
+def make_strategy(name: str, space: SearchSpace, seed: int = 0, **options: Any) -> Strategy:
+    """Strategy by name; ValueError naming the known strategies if unknown."""
+    try:
+        cls = STRATEGIES[name]
+    except KeyError:
+        raise ValueError(f"unknown strategy {name!r}; choose one of {sorted(STRATEGIES)}") from None
+    return cls(space, seed=seed, **options)
+
+
+__all__ = ["STRATEGIES", "AnnealedEvolution", "Proposal", "RandomSearch", "RegularizedEvolution", "Strategy",
+           "make_strategy"]

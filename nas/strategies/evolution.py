@@ -1,0 +1,121 @@
+"""Evolutionary strategies: regularized (aging) evolution and the annealed-mutation variant.
+
+Both are asynchronous (Real et al. 2019; NNI's scheme, nas-algorithms.md 1.6): a proposal is
+made whenever a worker is free; a child joins the population when its result is told.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Hashable
+from typing import Any
+
+from nas.strategies.base import Strategy
+from search_spaces.spaces.base import SearchSpace
+
+
+class _Evolution(Strategy):
+    """Population bookkeeping shared by both variants: entries are (arch, score) in join order."""
+
+    def __init__(self, space: SearchSpace, population_size: int, sample_size: int, seed: int = 0,
+                 tournament_replacement: bool = False) -> None:
+        super().__init__(space, seed)
+        if population_size < 1 or not 1 <= sample_size:
+            raise ValueError(f"need population_size >= 1 and sample_size >= 1, got {population_size}, {sample_size}")
+        if sample_size > population_size and not tournament_replacement:
+            raise ValueError(f"sample_size {sample_size} exceeds population_size {population_size} "
+                             "(use tournament_replacement=True to sample with replacement)")
+        self.population_size = population_size
+        self.sample_size = sample_size
+        self.tournament_replacement = tournament_replacement
+        self.population: deque[tuple[Hashable, float]] = deque()
+        self.num_children = 0  # proposals made by mutation
+
+    def _tournament_parent(self) -> Hashable:
+        """Best of ``sample_size`` members drawn uniformly (ties: first drawn)."""
+        n = len(self.population)
+        if self.tournament_replacement:
+            picks = self.rng.integers(n, size=self.sample_size)
+        else:
+            picks = self.rng.permutation(n)[: min(self.sample_size, n)]
+        members = [self.population[int(i)] for i in picks]
+        return max(members, key=lambda m: m[1])[0]
+
+    def _propose(self) -> Hashable:
+        # random initialisation until the population plus everything in flight covers P;
+        # afterwards every free worker gets a mutated tournament winner
+        if not self.population or len(self.population) + len(self.pending) < self.population_size:
+            return self.space.sample(self.rng)
+        parent = self._tournament_parent()
+        child = self._mutate(parent)
+        self.num_children += 1
+        return child
+
+    def _mutate(self, parent: Hashable) -> Hashable:
+        return self.space.mutate(parent, self.rng)
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {"population": [[self._arch_json(a), s] for a, s in self.population],
+                "num_children": self.num_children}
+
+    def _load_extra_state(self, state: dict[str, Any]) -> None:
+        self.population = deque((self._arch_from_json(a), float(s)) for a, s in state["population"])
+        self.num_children = state["num_children"]
+
+
+class RegularizedEvolution(_Evolution):
+    """Aging evolution (Real et al. 2019, Algorithm 1).
+
+    Population of ``population_size`` (P); each child's parent is the fittest of ``sample_size``
+    (S) members drawn uniformly (without replacement by default, as in the nasbench notebook and
+    NNI); the child is the parent mutated once (``space.mutate``: one variable changed); when a
+    child joins, the OLDEST member is removed. The result is the best ever told (``best``).
+    Failed trials never join the population.
+    """
+
+    name = "evolution"
+
+    def __init__(self, space: SearchSpace, population_size: int = 100, sample_size: int = 25, seed: int = 0,
+                 tournament_replacement: bool = False) -> None:
+        super().__init__(space, population_size, sample_size, seed, tournament_replacement)
+
+    def _on_result(self, trial_id: int, arch: Hashable, score: float) -> None:
+        self.population.append((arch, score))
+        while len(self.population) > self.population_size:
+            self.population.popleft()  # aging: remove the oldest
+
+
+class AnnealedEvolution(_Evolution):
+    """The lecture's / EvaNet variant (Piergiovanni et al. 2019): NOT aging.
+
+    Tournament of ``sample_size`` (25); in round i (the i-th child) the child is the parent
+    mutated ``max(ceil(d - i / r), 1)`` times (``initial_mutations`` d, ``rounds_per_step`` r);
+    when a child joins, the LEAST FIT member is removed (first one on ties).
+    """
+
+    name = "evolution-annealed"
+
+    def __init__(self, space: SearchSpace, initial_mutations: int, rounds_per_step: int,
+                 population_size: int = 100, sample_size: int = 25, seed: int = 0,
+                 tournament_replacement: bool = False) -> None:
+        if initial_mutations < 1 or rounds_per_step < 1:
+            raise ValueError("initial_mutations and rounds_per_step must be >= 1")
+        super().__init__(space, population_size, sample_size, seed, tournament_replacement)
+        self.initial_mutations = initial_mutations
+        self.rounds_per_step = rounds_per_step
+
+    def mutations_for_round(self, i: int) -> int:
+        return max(math.ceil(self.initial_mutations - i / self.rounds_per_step), 1)
+
+    def _mutate(self, parent: Hashable) -> Hashable:
+        child = parent
+        for _ in range(self.mutations_for_round(self.num_children)):
+            child = self.space.mutate(child, self.rng)
+        return child
+
+    def _on_result(self, trial_id: int, arch: Hashable, score: float) -> None:
+        self.population.append((arch, score))
+        while len(self.population) > self.population_size:
+            worst = min(range(len(self.population)), key=lambda k: self.population[k][1])
+            del self.population[worst]

@@ -1,0 +1,376 @@
+"""One trial's training: compile an architecture, train it on in-memory tensors, evaluate each epoch.
+
+Independent of Ray: the engine wraps :func:`train_and_evaluate` in a Tune trial, passing a
+``report`` callback (one call per epoch) and picking the device with :func:`device_for` from the
+trial's resources.
+
+Failures that belong to the *architecture* (the trial fails, the search goes on) raise
+:class:`TrialFailed` with a short human ``reason``:
+
+* a NaN/inf training loss (the epoch and step are named), or a non-finite validation loss;
+* out of memory (``torch.cuda.OutOfMemoryError`` or a ``RuntimeError`` saying "out of memory"):
+  the trial's tensors are released and the CUDA cache emptied before raising;
+* a graph that does not fit the data (input shape, or output classes), checked before training.
+
+Problems of the *data or configuration* (empty splits, labels out of range, a bad
+:class:`TrainConfig`) raise ``ValueError``: they would fail every trial alike.
+
+Efficiency: the data is moved to the device once; each step indexes it with a slice of a
+permutation drawn from a seeded CPU ``torch.Generator`` (the same order on every device). Losses
+and correct counts are accumulated on the device; the host synchronises only every
+:data:`NAN_CHECK_EVERY` steps (one ``isfinite`` check over the losses since the last check, which
+still names the exact failing step) and once at the end of each epoch for the metrics.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+from torch import nn
+
+from nas.datasets import TensorDataset
+from search_spaces.compiler import GraphModule
+from search_spaces.errors import ArchGraphError
+from search_spaces.ir import ArchGraph
+
+OPTIMIZERS: tuple[str, ...] = ("sgd", "adam", "adamw")
+SCHEDULES: tuple[str, ...] = ("cosine", "constant")
+# the host checks the accumulated per-step losses for NaN/inf every this many steps (and at the
+# end of each epoch): one device sync per check instead of one per step
+NAN_CHECK_EVERY = 16
+
+Metrics = dict[str, float]
+
+
+class TrialFailed(Exception):
+    """The trial's architecture could not be trained; ``reason`` says why in a few words."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of one trial's training (plain data; JSON via :meth:`to_dict`).
+
+    ``momentum`` and ``nesterov`` apply to SGD only. ``schedule="cosine"`` anneals the learning
+    rate from ``lr`` towards 0 over ``epochs`` (stepped once per epoch). ``grad_clip`` is the max
+    global gradient norm (0 = no clipping). ``label_smoothing`` applies to the training loss; the
+    reported validation loss is always plain cross-entropy. ``seed`` fixes the weights, the data
+    order and dropout.
+    """
+
+    epochs: int = 5
+    batch_size: int = 64
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    grad_clip: float = 5.0
+    label_smoothing: float = 0.0
+    seed: int = 0
+
+    def validate(self) -> TrainConfig:
+        """Raise ``ValueError`` naming the first bad field; returns ``self`` for chaining."""
+        _check_int("epochs", self.epochs, 1)
+        _check_int("batch_size", self.batch_size, 1)
+        _check_int("seed", self.seed, 0)
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _check_choice("schedule", self.schedule, SCHEDULES)
+        _check_float("lr", self.lr, 0.0, low_open=True)
+        _check_float("momentum", self.momentum, 0.0, 1.0, high_open=True)
+        _check_float("weight_decay", self.weight_decay, 0.0)
+        _check_float("grad_clip", self.grad_clip, 0.0)
+        _check_float("label_smoothing", self.label_smoothing, 0.0, 1.0, high_open=True)
+        if not isinstance(self.nesterov, bool):
+            raise ValueError(f"TrainConfig.nesterov must be a bool, got {self.nesterov!r}")
+        if self.optimizer == "sgd" and self.nesterov and self.momentum == 0:
+            raise ValueError("TrainConfig.nesterov needs momentum > 0 with optimizer 'sgd' "
+                             "(set nesterov=False or a positive momentum)")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict` (missing keys take defaults); validated, unknown keys rejected."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"TrainConfig: unknown field(s) {unknown}; known fields are {sorted(known)}")
+        return cls(**data).validate()
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"TrainConfig.{name} must be an int >= {minimum}, got {value!r}")
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"TrainConfig.{name} must be one of {choices}, got {value!r}")
+
+
+def _check_float(name: str, value: Any, low: float, high: float = math.inf, low_open: bool = False,
+                 high_open: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+    if not ok:
+        lo = f"{'>' if low_open else '>='} {low:g}"
+        hi = "" if high == math.inf else f" and {'<' if high_open else '<='} {high:g}"
+        raise ValueError(f"TrainConfig.{name} must be a finite number {lo}{hi}, got {value!r}")
+
+
+def device_for(gpus: float) -> torch.device:
+    """The device a trial with ``gpus`` GPUs (possibly fractional) should train on."""
+    if gpus > 0 and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def _is_oom(error: BaseException) -> bool:
+    return isinstance(error, torch.cuda.OutOfMemoryError) or (
+        isinstance(error, RuntimeError) and "out of memory" in str(error).lower())
+
+
+def _free_memory() -> None:
+    gc.collect()
+    torch.cuda.empty_cache()  # a no-op when CUDA was never initialised
+
+
+def train_and_evaluate(graph: ArchGraph, data: TensorDataset, config: TrainConfig, device: torch.device | str,
+                       report: Callable[[Metrics], None] | None = None,
+                       should_stop: Callable[[Metrics], bool] | None = None,
+                       *, latency_repeats: int = 0) -> dict[str, Any]:
+    """Train ``graph`` on ``data`` for ``config.epochs`` epochs on ``device``; evaluate after each.
+
+    Data: ``data.train_x`` (N, C, H, W) float32, ``data.train_y`` (N,) int64; likewise val.
+    After every epoch ``report`` receives ``{"epoch", "train_loss", "train_acc", "val_loss",
+    "val_acc", "best_val_acc", "lr", "epoch_seconds"}`` (accuracies are fractions in [0, 1];
+    ``lr`` is the rate used in that epoch). If ``should_stop(metrics)`` then returns True,
+    training ends after that epoch. With ``latency_repeats`` > 0 the batch-1 latency of the
+    network on ``device`` (:func:`measure_latency_ms`, measured once before training: it does not
+    depend on the weights, and it leaves the training itself unchanged) is included in every
+    report and the result as ``latency_ms``, so a latency objective can be scored each epoch.
+
+    Returns the last epoch's metrics plus ``best_val_acc``, ``best_epoch``, ``epochs`` (completed),
+    ``stopped_early``, ``params`` (trainable), ``device`` and ``total_seconds``. Raises
+    :class:`TrialFailed` (see the module docstring) or ``ValueError``. Bit-identical results for
+    the same seed on CPU; on CUDA up to cuDNN's non-determinism.
+    """
+    config.validate()
+    device = torch.device(device)
+    _check_data(data)
+    oom: str | None = None
+    try:
+        return _train(graph, data, config, device, report, should_stop, latency_repeats)
+    except RuntimeError as error:  # torch.cuda.OutOfMemoryError is a RuntimeError
+        if not _is_oom(error):
+            raise
+        oom = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+    # outside the except block the traceback (and with it the model, optimizer and device data of
+    # _train's frame) is released, so the memory can actually be returned
+    _free_memory()
+    raise TrialFailed(f"out of memory on {device} (batch size {config.batch_size}): {oom}")
+
+
+def _check_data(data: TensorDataset) -> None:
+    for split, x, y in (("train", data.train_x, data.train_y), ("val", data.val_x, data.val_y)):
+        if x.ndim < 2 or len(x) == 0:
+            raise ValueError(f"dataset {data.name!r}: the {split} split is empty or has no sample dimension "
+                             f"(x shape {tuple(x.shape)})")
+        if y.shape != (len(x),):
+            raise ValueError(f"dataset {data.name!r}: {split} labels have shape {tuple(y.shape)}, "
+                             f"expected ({len(x)},)")
+        if y.is_floating_point() or y.min() < 0 or y.max() >= data.num_classes:
+            raise ValueError(f"dataset {data.name!r}: {split} labels must be integers in "
+                             f"[0, {data.num_classes}), got range [{y.min().item()}, {y.max().item()}]")
+    if tuple(data.val_x.shape[1:]) != tuple(data.train_x.shape[1:]):
+        raise ValueError(f"dataset {data.name!r}: val samples {tuple(data.val_x.shape[1:])} differ from "
+                         f"train samples {tuple(data.train_x.shape[1:])}")
+    if len(data.train_x) < 2:
+        raise ValueError(f"dataset {data.name!r}: need at least 2 training samples, got {len(data.train_x)}")
+
+
+def _compile(graph: ArchGraph, data: TensorDataset, seed: int) -> GraphModule:
+    """Build the network (on CPU) and check it fits the data; TrialFailed when it does not."""
+    try:
+        model = GraphModule(graph, seed=seed)
+    except ArchGraphError as error:
+        raise TrialFailed(f"invalid graph: {error}") from error
+    want_in = tuple(data.input_shape)
+    if tuple(model.input_shape) != want_in:
+        raise TrialFailed(f"shape mismatch: graph input {tuple(model.input_shape)} but data samples "
+                          f"{want_in} ({data.name})")
+    if tuple(model.output_shape) != (data.num_classes,):
+        raise TrialFailed(f"shape mismatch: graph output {tuple(model.output_shape)} but data has "
+                          f"{data.num_classes} classes ({data.name})")
+    return model
+
+
+def _make_optimizer(params: list[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
+                               weight_decay=config.weight_decay)
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _batches(n: int, batch_size: int) -> list[tuple[int, int]]:
+    """(start, stop) of each training batch; a trailing batch of one sample is dropped (BatchNorm
+    cannot normalise a single sample in training mode; the permutation changes every epoch)."""
+    out = [(lo, min(lo + batch_size, n)) for lo in range(0, n, batch_size)]
+    if batch_size > 1 and out[-1][1] - out[-1][0] == 1:
+        out.pop()  # n >= 2 and batch_size >= 2, so a full batch precedes it
+    return out
+
+
+def _rng_devices(device: torch.device) -> list[int]:
+    if device.type != "cuda":
+        return []
+    return [device.index if device.index is not None else torch.cuda.current_device()]
+
+
+def _train(graph: ArchGraph, data: TensorDataset, config: TrainConfig, device: torch.device,
+           report: Callable[[Metrics], None] | None, should_stop: Callable[[Metrics], bool] | None,
+           latency_repeats: int) -> dict[str, Any]:
+    t_start = time.perf_counter()
+    model = _compile(graph, data, config.seed).to(device)
+    extra: Metrics = {}
+    if latency_repeats > 0:
+        extra["latency_ms"] = measure_latency_ms(model, data.input_shape, device, repeats=latency_repeats)
+    params = [p for p in model.parameters() if p.requires_grad]
+    num_params = sum(p.numel() for p in params)
+    train_x = data.train_x.to(device=device, dtype=torch.float32)
+    train_y = data.train_y.to(device=device, dtype=torch.long)
+    val_x = data.val_x.to(device=device, dtype=torch.float32)
+    val_y = data.val_y.to(device=device, dtype=torch.long)
+
+    optimizer = _make_optimizer(params, config)
+    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+                 if config.schedule == "cosine" else None)
+    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    order = torch.Generator().manual_seed(config.seed)  # CPU: same data order on every device
+    n = len(train_x)
+    batches = _batches(n, config.batch_size)
+    n_used = batches[-1][1]
+    losses = torch.zeros(len(batches), device=device)  # per-step sum of losses over the batch
+    best_val_acc, best_epoch = -1.0, 0
+    metrics: Metrics = {}
+    stopped = False
+
+    with torch.random.fork_rng(devices=_rng_devices(device)):  # dropout: seeded, caller's RNG untouched
+        torch.manual_seed(config.seed)
+        for epoch in range(config.epochs):
+            t_epoch = time.perf_counter()
+            lr = optimizer.param_groups[0]["lr"]
+            model.train()
+            perm = torch.randperm(n, generator=order).to(device)
+            correct = torch.zeros((), dtype=torch.long, device=device)
+            checked = 0
+            for step, (lo, hi) in enumerate(batches):
+                idx = perm[lo:hi]
+                xb, yb = train_x[idx], train_y[idx]
+                logits = model(xb)  # (B, num_classes)
+                loss = criterion(logits, yb)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if config.grad_clip > 0:
+                    nn.utils.clip_grad_norm_(params, config.grad_clip)
+                optimizer.step()
+                losses[step] = loss.detach() * (hi - lo)
+                correct += (logits.detach().argmax(1) == yb).sum()
+                if step + 1 - checked >= NAN_CHECK_EVERY or step + 1 == len(batches):
+                    _check_finite(losses, checked, step + 1, epoch)
+                    checked = step + 1
+            if scheduler is not None:
+                scheduler.step()
+            train_loss, train_acc = (losses.sum() / n_used).item(), correct.item() / n_used
+            val_loss, val_acc = _evaluate(model, val_x, val_y, 2 * config.batch_size)
+            if not math.isfinite(val_loss):
+                raise TrialFailed(f"non-finite validation loss ({val_loss}) after epoch {epoch + 1}")
+            if val_acc > best_val_acc:
+                best_val_acc, best_epoch = val_acc, epoch + 1
+            metrics = {"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc,
+                       "val_loss": val_loss, "val_acc": val_acc, "best_val_acc": best_val_acc, "lr": lr,
+                       "epoch_seconds": time.perf_counter() - t_epoch, **extra}
+            if report is not None:
+                report(dict(metrics))
+            if should_stop is not None and epoch + 1 < config.epochs and should_stop(dict(metrics)):
+                stopped = True
+                break
+
+    result: dict[str, Any] = {**metrics, "best_val_acc": best_val_acc, "best_epoch": best_epoch,
+                              "epochs": int(metrics["epoch"]), "stopped_early": stopped, "params": num_params,
+                              "device": str(device)}
+    result["total_seconds"] = time.perf_counter() - t_start
+    return result
+
+
+def _check_finite(losses: torch.Tensor, lo: int, hi: int, epoch: int) -> None:
+    """Raise TrialFailed naming the first step in [lo, hi) whose loss is NaN/inf (one host sync)."""
+    bad = ~torch.isfinite(losses[lo:hi])
+    if bool(bad.any()):
+        step = lo + int(bad.nonzero()[0, 0])
+        value = losses[step].item()
+        raise TrialFailed(f"NaN/inf loss ({value}) at epoch {epoch + 1}, step {step + 1}/{len(losses)}")
+
+
+@torch.no_grad()
+def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy (fraction) of ``model`` on x (N, C, H, W), y (N,)."""
+    model.eval()
+    loss_sum = torch.zeros((), device=x.device)
+    correct = torch.zeros((), dtype=torch.long, device=x.device)
+    for lo in range(0, len(x), batch_size):
+        logits = model(x[lo:lo + batch_size])
+        yb = y[lo:lo + batch_size]
+        loss_sum += nn.functional.cross_entropy(logits, yb, reduction="sum")
+        correct += (logits.argmax(1) == yb).sum()
+    return loss_sum.item() / len(x), correct.item() / len(x)
+
+
+@torch.no_grad()
+def measure_latency_ms(module: nn.Module, input_shape: Sequence[int], device: torch.device | str,
+                       repeats: int = 20) -> float:
+    """Median wall-clock latency (ms) of one forward pass of a batch of one, (1, *input_shape).
+
+    Runs in eval mode under ``no_grad`` on ``device`` (the module is moved there) after a few
+    warm-up passes; on CUDA each pass is synchronised. The module's train/eval mode is restored,
+    and the global RNG is not used (the input comes from a private generator).
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    device = torch.device(device)
+    was_training = module.training
+    module.to(device).eval()
+    x = torch.randn(1, *input_shape, generator=torch.Generator().manual_seed(0)).to(device)
+    cuda = device.type == "cuda"
+    try:
+        for _ in range(max(3, repeats // 4)):
+            module(x)
+        times = []
+        for _ in range(repeats):
+            if cuda:
+                torch.cuda.synchronize(device)
+            t0 = time.perf_counter()
+            module(x)
+            if cuda:
+                torch.cuda.synchronize(device)
+            times.append((time.perf_counter() - t0) * 1e3)
+    finally:
+        module.train(was_training)
+    return float(statistics.median(times))
