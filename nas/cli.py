@@ -192,7 +192,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             progress = Progress(config["trials"], quiet=args.quiet)
             run = run_search(config, run_dir, address=args.address, cpus_per_trial=args.cpus_per_trial,
                              gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent,
-                             progress=progress)
+                             progress=progress, download=args.download)
             print()
             print(format_table(leaderboard_rows(run)))
     except ConfigMismatch as err:
@@ -237,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("data and training")
     g.add_argument("--dataset", default="digits", help="digits | cifar10 | mnist | fashion_mnist | folder")
     g.add_argument("--data-root", default=None, help="directory holding the dataset files")
+    g.add_argument("--download", action="store_true", help="download cifar10 / mnist / fashion_mnist if missing")
     g.add_argument("--data-limit", type=_positive, default=None, help="use at most this many training samples")
     g.add_argument("--val-fraction", type=_fraction, default=0.2)
     g.add_argument("--epochs", type=_positive, default=3)
@@ -300,11 +301,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from nas.run import ResumeError
     from search_spaces.errors import ArchGraphError
 
     try:
         return int(args.func(args))
-    except (UsageError, ArchGraphError, ValueError) as err:
+    except (UsageError, ArchGraphError, ValueError, ResumeError) as err:  # ResumeError: journal vs. code
         print(f"nas: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

@@ -585,7 +585,8 @@ def _existing_root(root: str | os.PathLike[str] | None, what: str, *, create: bo
         except OSError as exc:
             raise DatasetError(f"cannot create the {what} directory {path}: {exc}") from exc
     if not path.exists():
-        raise DatasetError(f"{what} directory {path} does not exist; create it and put the data there")
+        raise DatasetError(f"{what} directory {path} does not exist; create it and put the data there "
+                           "(or pass --download where the internet is reachable)")
     if not path.is_dir():
         raise DatasetError(f"{what} path {path} is not a directory")
     return path

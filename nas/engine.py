@@ -7,7 +7,7 @@ with the same configuration resumes); ``run_search(config)`` executes it with tr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +30,7 @@ DEFAULT_STRATEGY_OPTIONS: dict[str, dict[str, Any]] = {
 }
 
 
-@dataclass
-class SearchSetup:
-    space: SearchSpace
-    run: SearchRun
+DOWNLOADABLE = ("cifar10", "mnist", "fashion_mnist")
 
 
 def default_run_dir(config: dict[str, Any]) -> str:
@@ -58,6 +55,8 @@ def check_config(config: dict[str, Any]) -> None:
             raise ValueError("--benchmark nb201 searches the nb201 space; pass --space nb201 (or leave it out)")
         if not config.get("table"):
             raise ValueError("--benchmark nb201 needs --table PATH (the NAS-Bench-201 CSV)")
+        if not (config.get("time_budget") or 0) > 0:
+            raise ValueError(f"--time-budget must be > 0 simulated seconds, got {config.get('time_budget')}")
 
 
 def build_strategy(config: dict[str, Any], space: SearchSpace) -> Any:
@@ -68,35 +67,57 @@ def build_strategy(config: dict[str, Any], space: SearchSpace) -> Any:
         raise ValueError(f"bad option for strategy {config['strategy']!r}: {err}") from None
 
 
+def trial_payload(space: SearchSpace, objective: Objective) -> tuple[
+        Callable[[Any], tuple[str, tuple[ArchGraph, Cost | None]]], Callable[[Any], str | None]]:
+    """``identify`` and ``feasibility`` for :class:`SearchRun` when trials train graphs.
+
+    The payload is (graph, cost). Params/FLOPs are measured in the driver only when a hard limit
+    needs them before dispatch; otherwise the trial measures them on its worker, off the
+    driver's critical path (measuring costs tens of ms per graph).
+    """
+    limited = objective.max_params is not None or objective.max_mflops is not None
+
+    def identify(arch: Any) -> tuple[str, tuple[ArchGraph, Cost | None]]:
+        graph = space.to_graph(arch)
+        return graph.canonical_hash(), (graph, measure(graph) if limited else None)
+
+    def feasibility(payload: tuple[ArchGraph, Cost | None]) -> str | None:
+        cost = payload[1]
+        return None if cost is None else objective.check_limits(cost.params, cost.flops)
+
+    return identify, feasibility
+
+
 def run_search(config: dict[str, Any], run_dir: str | Path, *, address: str | None = None,
                cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0, max_concurrent: int | None = None,
-               num_cpus: int | None = None, progress: Progress | None = None) -> SearchRun:
-    """Run (or resume) a search with trials trained on Ray Tune; returns the finished run."""
+               num_cpus: int | None = None, progress: Progress | None = None, download: bool = False,
+               trainable: Callable[..., None] | None = None) -> SearchRun:
+    """Run (or resume) a search with trials trained on Ray Tune; returns the finished run.
+
+    ``download``: fetch CIFAR-10 / MNIST / Fashion-MNIST into ``data_root`` when missing.
+    ``trainable``: replaces the default trial function (tests, benchmarks; see ``run_on_ray``).
+    """
     from nas.datasets import load_dataset
     from nas.ray_backend import run_on_ray
 
     check_config(config)
-    data = load_dataset(config["dataset"], config["data_root"], **config["data_options"])
-    space = make_space(config["space"], input_shape=data.input_shape, num_classes=data.num_classes,
-                       **config["space_options"])
+    extra = {"download": True} if download and config["dataset"] in DOWNLOADABLE else {}
+    data = load_dataset(config["dataset"], config["data_root"], **config["data_options"], **extra)
+    space_options = {"input_shape": data.input_shape, "num_classes": data.num_classes, **config["space_options"]}
+    space = make_space(config["space"], **space_options)
     objective = Objective.from_dict(config["objective"])
 
-    def identify(arch: Any) -> tuple[str, tuple[ArchGraph, Cost]]:
-        graph = space.to_graph(arch)
-        return graph.canonical_hash(), (graph, measure(graph))
-
-    def feasibility(payload: tuple[ArchGraph, Cost]) -> str | None:
-        return objective.check_limits(payload[1].params, payload[1].flops)
-
+    identify, feasibility = trial_payload(space, objective)
     run = SearchRun(run_dir, config, space, build_strategy(config, space), config["trials"],
                     identify=identify, feasibility=feasibility)
     if run.finished:
         run.close()
         return run
-    base = {"train": config["train"], "objective": config["objective"]}
+    base = {"train": config["train"], "objective": config["objective"], "space": config["space"],
+            "space_options": space_options}
     run_on_ray(run, base, data=data, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
                max_concurrent=max_concurrent, scheduler=config["scheduler"], max_epochs=config["train"]["epochs"],
-               address=address, num_cpus=num_cpus, progress=progress)
+               address=address, num_cpus=num_cpus, progress=progress, trainable=trainable)
     plot_progress(run, Path(run_dir) / "progress.png")
     return run
 

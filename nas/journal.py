@@ -32,11 +32,15 @@ class ConfigMismatch(ValueError):
 def atomic_write_json(path: Path, data: Any) -> None:
     """Write JSON to ``path`` atomically: temp file in the same directory, fsync, rename, fsync dir."""
     tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w") as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with tmp.open("w") as f:
+            json.dump(data, f, indent=1, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a failed write (unserialisable data, full disk) leaves nothing behind
+        raise
     _fsync_dir(path.parent)
 
 
@@ -74,6 +78,7 @@ class Journal:
         self.start = time.time()
         self._file = None
         self._lines = 0
+        self._good_bytes: int | None = None  # length of the complete lines seen by the last read
 
     # ------------------------------------------------------------------ config
     def open_config(self, config: dict[str, Any], ignore: tuple[str, ...] = ()) -> bool:
@@ -102,7 +107,10 @@ class Journal:
 
     # ------------------------------------------------------------------ events
     def read(self) -> list[dict[str, Any]]:
-        """All complete events; a torn final line is dropped (and truncated before the next append)."""
+        """All complete events; a torn final line is dropped (and truncated before the next append).
+
+        Reading never modifies the file: ``nas show`` may read the journal of a live run.
+        """
         if not self.path.exists():
             return []
         events = []
@@ -116,19 +124,20 @@ class Journal:
                 except json.JSONDecodeError:
                     break
                 good_bytes += len(raw)
-        size = self.path.stat().st_size
-        if good_bytes != size:
-            with self.path.open("r+b") as f:
-                f.truncate(good_bytes)
         self._lines = len(events)
+        self._good_bytes = good_bytes
         return events
 
     def append(self, event: dict[str, Any]) -> int:
         """Append one event durably; returns the number of lines in the journal after it."""
         if self._file is None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            if self.path.exists() and self._lines == 0:
-                self.read()
+            if self.path.exists():
+                if self._good_bytes is None:
+                    self.read()
+                if self._good_bytes is not None and self.path.stat().st_size > self._good_bytes:
+                    with self.path.open("r+b") as f:  # drop a torn last line before appending
+                        f.truncate(self._good_bytes)
             self._file = self.path.open("a")
         event = {**event, "t": round(time.time() - self.start, 3)}
         self._file.write(json.dumps(event, separators=(",", ":")) + "\n")

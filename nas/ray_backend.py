@@ -25,6 +25,9 @@ FAILED_SCORE = float("nan")
 def trial_function(config: dict[str, Any], data: Any = None) -> None:
     """One trial inside a Ray worker: build the graph, train it, report every epoch.
 
+    The config carries plain data: the space's name and options and the architecture's encoding
+    (``space.to_json``), so the graph is rebuilt here rather than shipped through Tune.
+
     Reports ``score`` (the objective) plus the trainer's metrics each epoch; a failure (exception,
     non-finite loss, out of memory, infeasible latency) is reported as ``failed`` with a reason
     instead of raising, so the search records why and goes on.
@@ -34,12 +37,13 @@ def trial_function(config: dict[str, Any], data: Any = None) -> None:
 
     from nas.objective import Objective
     from nas.trainer import TrainConfig, TrialFailed, device_for, train_and_evaluate
-    from search_spaces.ir import ArchGraph
+    from search_spaces.analysis import measure
+    from search_spaces.spaces import make_space
 
     context = {"trial": config["trial"], "node": ray.get_runtime_context().get_node_id()}
     objective = Objective.from_dict(config["objective"])
-    graph = ArchGraph.from_dict(config["graph"])
-    params, flops = config["params"], config["flops"]
+    space = make_space(config["space"], **config["space_options"])
+    graph = space.to_graph(space.from_json(config["arch"]))
     device = device_for(config["gpus"])
 
     def report(metrics: dict[str, Any]) -> None:
@@ -50,6 +54,10 @@ def trial_function(config: dict[str, Any], data: Any = None) -> None:
                      "flops": flops})
 
     try:
+        params, flops = config.get("params"), config.get("flops")
+        if params is None or flops is None:
+            cost = measure(graph)
+            params, flops = cost.params, cost.flops
         train_and_evaluate(graph, data, TrainConfig.from_dict(config["train"]), device, report,
                            latency_repeats=20 if objective.needs_latency else 0)
     except TrialFailed as err:
@@ -73,10 +81,10 @@ def _make_searcher(run: SearchRun, base_config: dict[str, Any], progress: Progre
             progress.update(run, len(self.running))
             if nxt is None:
                 return Searcher.FINISHED
-            record, (graph, cost) = nxt
+            record, (_graph, cost) = nxt
             self.running[trial_id] = record.trial
-            return {**base_config, "trial": record.trial, "graph": graph.to_dict(), "params": cost.params,
-                    "flops": cost.flops}
+            measured = {} if cost is None else {"params": cost.params, "flops": cost.flops}
+            return {**base_config, "trial": record.trial, "arch": record.arch, **measured}
 
         def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
                               error: bool = False) -> None:

@@ -168,7 +168,7 @@ class SearchRun:
         record.status, record.score, record.reason, record.metrics = status, score, reason, metrics
         if status != "cached":
             self.cache.setdefault(record.hash, record)
-        if score is not None and (self.best is None or score > (self.best.score or float("-inf"))):
+        if score is not None and (self.best is None or score > self.best.score):  # type: ignore[operator]
             self.best = record
 
     def close(self) -> None:

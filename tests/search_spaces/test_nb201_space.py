@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import NB201_TABLE
+from datapaths import NB201_TABLE
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn

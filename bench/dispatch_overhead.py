@@ -1,0 +1,95 @@
+"""Dispatch overhead: 40 trials of a fixed 2-second trainable on 2 CPUs, ours vs plain Ray Tune.
+
+"Ours" is the path `nas search` takes (nas.ray_backend.run_on_ray): our Searcher serving a
+journaled SearchRun (strategy ask/tell, canonical hashing and params/FLOPs of each proposal,
+fsynced journal lines and state snapshots), with the trainable swapped for the fixed one.
+"Plain" is ray.tune.Tuner with num_samples=40 and Tune's default variant generator. Both run on
+the same embedded Ray (started once, 2 CPUs, 1 CPU per trial), alternating, several repetitions;
+reports the median wall-time ratio ours / plain (target <= 1.10).
+
+    python bench/dispatch_overhead.py [--trials 40] [--seconds 2] [--reps 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray import tune
+
+from nas.engine import trial_payload
+from nas.objective import Objective
+from nas.progress import Progress
+from nas.ray_backend import run_on_ray
+from nas.run import SearchRun
+from nas.strategies import make_strategy
+from search_spaces.spaces import make_space
+
+
+def fixed_trainable(config: dict[str, Any]) -> None:
+    time.sleep(config["seconds"])
+    tune.report({"score": 1.0, "val_acc": 1.0})
+
+
+def run_plain(trials: int, seconds: float, storage: Path) -> float:
+    tuner = tune.Tuner(tune.with_resources(fixed_trainable, {"cpu": 1}),
+                       param_space={"seconds": seconds},
+                       tune_config=tune.TuneConfig(num_samples=trials, metric="score", mode="max"),
+                       run_config=tune.RunConfig(storage_path=str(storage), name="plain", verbose=0))
+    start = time.perf_counter()
+    tuner.fit()
+    return time.perf_counter() - start
+
+
+def run_ours(trials: int, seconds: float, run_dir: Path, seed: int) -> float:
+    space = make_space("macro", input_shape=(1, 8, 8), num_classes=10)
+    config = {"bench": "dispatch", "seed": seed}
+    identify, feasibility = trial_payload(space, Objective())
+    run = SearchRun(run_dir, config, space, make_strategy("evolution", space, seed=seed, population_size=10,
+                                                          sample_size=3), trials,
+                    identify=identify, feasibility=feasibility)
+    start = time.perf_counter()
+    run_on_ray(run, {"seconds": seconds}, trainable=fixed_trainable, cpus_per_trial=1,
+               progress=Progress(trials, quiet=True))
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=40)
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--reps", type=int, default=3)
+    args = parser.parse_args()
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    ideal = args.trials * args.seconds / 2
+    ours, plain = [], []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for rep in range(args.reps):
+                order = ["ours", "plain"] if rep % 2 == 0 else ["plain", "ours"]
+                for which in order:
+                    if which == "ours":
+                        ours.append(run_ours(args.trials, args.seconds, Path(tmp) / f"ours{rep}", seed=rep))
+                    else:
+                        plain.append(run_plain(args.trials, args.seconds, Path(tmp) / f"plain{rep}"))
+                print(f"rep {rep}: ours {ours[-1]:.1f} s, plain Ray Tune {plain[-1]:.1f} s", flush=True)
+    finally:
+        ray.shutdown()
+    ratios = [o / p for o, p in zip(ours, plain, strict=True)]
+    print(f"{args.trials} trials x {args.seconds:g} s on 2 CPUs (ideal {ideal:.0f} s): "
+          f"ours median {statistics.median(ours):.1f} s, plain median {statistics.median(plain):.1f} s")
+    print(f"wall-time ratio ours/plain: median {statistics.median(ratios):.3f} "
+          f"(min {min(ratios):.3f}, max {max(ratios):.3f}); target <= 1.10")
+
+
+if __name__ == "__main__":
+    main()
