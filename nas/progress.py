@@ -30,6 +30,14 @@ class Progress:
         self.done_at_start: int | None = None
         self.last_done = -1
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune may pickle the searcher holding this object: streams cannot be pickled
+        return {**self.__dict__, "stream": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.stream = self.stream or sys.stdout
+
     def line(self, run: SearchRun, running: int) -> str:
         done = run.num_done
         if self.done_at_start is None:

@@ -64,6 +64,11 @@ def trial_function(config: dict[str, Any], data: Any = None) -> None:
         tune.report({**context, "score": FAILED_SCORE, "failed": True, "reason": err.reason})
     except Exception as err:  # a trial must never take the search down
         tune.report({**context, "score": FAILED_SCORE, "failed": True, "reason": f"{type(err).__name__}: {err}"})
+    finally:
+        if device.type == "cuda":  # actors are reused across trials: hand cached blocks back
+            import torch
+
+            torch.cuda.empty_cache()
 
 
 def _make_searcher(run: SearchRun, base_config: dict[str, Any], progress: Progress) -> Any:
@@ -92,7 +97,8 @@ def _make_searcher(run: SearchRun, base_config: dict[str, Any], progress: Progre
             if trial is None:
                 return
             if error or result is None:
-                run.finish(trial, None, reason="trial process failed (worker crash or killed; see Ray logs)")
+                where = Path(run.run_dir) / "tune" / "trials" / f"trial_{trial}"
+                run.finish(trial, None, reason=f"trial raised or its worker died; see {where}/error.txt")
             elif result.get("failed"):
                 run.finish(trial, None, reason=str(result.get("reason", "failed")), metrics=_metrics(result))
             else:
@@ -140,7 +146,9 @@ def run_on_ray(run: SearchRun, base_config: dict[str, Any], *, data: Any = None,
         if address:
             ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
         else:
-            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+            # address="local": always a fresh embedded Ray, never a cluster found via RAY_ADDRESS or /tmp/ray
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+                     logging_level=logging.ERROR)
         started_ray = True
     try:
         fn = trainable or trial_function
@@ -154,7 +162,7 @@ def run_on_ray(run: SearchRun, base_config: dict[str, Any], *, data: Any = None,
             tune.with_resources(fn, resources),
             tune_config=tune.TuneConfig(search_alg=_make_searcher(run, config, progress), scheduler=sched,
                                         metric="score", mode="max", num_samples=-1,
-                                        max_concurrent_trials=max_concurrent,
+                                        max_concurrent_trials=max_concurrent, reuse_actors=True,
                                         trial_dirname_creator=lambda t: f"trial_{t.config.get('trial', t.trial_id)}"),
             run_config=tune.RunConfig(storage_path=str(Path(run.run_dir).resolve() / "tune"), name="trials",
                                       verbose=0, failure_config=tune.FailureConfig(max_failures=0)),

@@ -1,0 +1,386 @@
+"""End-to-end searches on Ray Tune (digits, tiny budgets): the `nas search` command, resuming after
+the driver is SIGKILLed, failing / NaN / infeasible trials, and reproducible proposals.
+
+CLI tests run `nas search` in a subprocess with their own Ray temp dir and auth token (see
+conftest.py); the Python-API tests share one in-process local Ray (module fixture) to save its
+start-up time, and replace the trial function where they need trials to fail on purpose.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ray_helpers import AUTH_TOKEN, Reaper, events, nas_command, ray_env, read_journal, run_nas
+
+from nas.cli import build_parser, search_config_from_args
+from nas.datasets import load_dataset
+from nas.engine import DEFAULT_STRATEGY_OPTIONS, build_strategy, run_search, trial_payload
+from nas.objective import Objective
+from nas.progress import Progress
+from nas.run import SearchRun
+from search_spaces.spaces import make_space
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+FAST = ["--epochs", "1", "--data-limit", "300"]
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def search_config(*argv: str) -> dict[str, Any]:
+    """The run configuration `nas search ARGV` would store."""
+    return search_config_from_args(build_parser().parse_args(["search", *argv]))
+
+
+def proposals(journal: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any], str]]:
+    return [(e["trial"], e["arch"], e["hash"]) for e in events(journal, "propose")]
+
+
+def results_by_trial(journal: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    results = events(journal, "result")
+    counts = Counter(e["trial"] for e in results)
+    assert all(n == 1 for n in counts.values()), f"trials with more than one result: {counts}"
+    return {e["trial"]: e for e in results}
+
+
+def driverless_run(config: dict[str, Any], run_dir: Path) -> SearchRun:
+    """The SearchRun `nas search` would build for ``config`` (as in engine.run_search), to be driven
+    by hand: no Ray, no training."""
+    data = load_dataset(config["dataset"], config["data_root"], **config["data_options"])
+    space = make_space(config["space"], input_shape=data.input_shape, num_classes=data.num_classes)
+    identify, feasibility = trial_payload(space, Objective.from_dict(config["objective"]))
+    return SearchRun(run_dir, config, space, build_strategy(config, space), config["trials"], durable=False,
+                     identify=identify, feasibility=feasibility)
+
+
+def reference_proposals(argv: list[str], run_dir: Path) -> list[tuple[int, dict[str, Any], str]]:
+    """Proposals of an uninterrupted sequential run of `nas search ARGV` with the same seed, made by
+    SearchRun alone (no Ray, no training; every trial scored 0.5).
+
+    Valid as the proposals of any run of ARGV while the budget stays within evolution's random
+    initialisation (trials <= population size): those proposals do not depend on scores or on
+    how many trials were in flight."""
+    config = search_config(*argv)
+    assert config["strategy"] == "evolution" and not config["strategy_options"]
+    assert config["trials"] <= DEFAULT_STRATEGY_OPTIONS["evolution"]["population_size"]
+    run = driverless_run(config, run_dir)
+    while (nxt := run.next_trial()) is not None:
+        run.finish(nxt[0].trial, 0.5)
+    run.close()
+    return proposals(read_journal(run_dir))
+
+
+def leaderboard(stdout: str) -> list[dict[str, str]]:
+    """The leaderboard table `nas search` prints: rows as {column: cell}."""
+    lines = stdout.splitlines()
+    start = next((i for i, line in enumerate(lines) if re.match(r"rank\s+trial\s+score\b", line)), None)
+    assert start is not None, f"no leaderboard in the output:\n{stdout}"
+    header = lines[start].split()
+    rows = []
+    for line in lines[start + 1:]:
+        if not line.strip():
+            break
+        rows.append(dict(zip(header, line.split(), strict=False)))
+    return rows
+
+
+def quiet_run(config: dict[str, Any], run_dir: Path, **kw: Any) -> SearchRun:
+    # Tune pickles the searcher (and so the Progress): pytest's captured sys.stdout cannot be pickled
+    return run_search(config, run_dir, progress=Progress(config["trials"], stream=io.StringIO(), quiet=True), **kw)
+
+
+def reset_auth_state() -> None:
+    """Make this process re-read RAY_AUTH_* from the environment (as Ray's own test utilities do)."""
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    """One local Ray (2 CPUs, no dashboard, token auth, private temp dir) in this process, shared by
+    the Python-API tests; run_on_ray uses an already initialised Ray and leaves it running."""
+    import ray
+
+    temp_dir = Path(tempfile.mkdtemp(prefix="nasray-", dir="/tmp"))
+    keys = ("RAY_TMPDIR", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_USAGE_STATS_ENABLED", "RAY_ADDRESS")
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ.pop("RAY_ADDRESS", None)
+    os.environ.update(RAY_TMPDIR=str(temp_dir), RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=AUTH_TOKEN,
+                      RAY_USAGE_STATS_ENABLED="0")
+    reaper = Reaper()
+    reaper.track_temp_dir(temp_dir)
+    assert not ray.is_initialized()
+    reset_auth_state()  # this process may have read the auth settings already (importing ray does)
+    try:
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 logging_level=logging.ERROR)
+        yield
+    finally:
+        ray.shutdown()
+        leftovers = reaper.kill_all(timeout=10)  # normally nothing: shutdown stops them
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        reset_auth_state()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        assert not leftovers, f"Ray processes survived: {leftovers}"
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+def test_search_end_to_end_then_rerun_runs_nothing(tmp_path: Path, ray_tmp: Path) -> None:
+    run_dir = tmp_path / "run"
+    argv = ["search", "--trials", "4", *FAST, "--seed", "0", "--run-dir", str(run_dir)]
+    env = ray_env(ray_tmp)
+    first = run_nas(argv, env)
+    assert first.returncode == 0, first.stdout
+
+    journal = read_journal(run_dir)
+    assert [p[0] for p in proposals(journal)] == [0, 1, 2, 3]
+    results = results_by_trial(journal)
+    assert sorted(results) == [0, 1, 2, 3]
+    for r in results.values():
+        assert r["status"] == "ok", r
+        assert math.isfinite(r["score"]) and 0 <= r["score"] <= 1
+        m = r["metrics"]
+        assert m["epochs_run"] == 1 and m["device"] == "cpu" and m["node"] and m["params"] > 0
+    for name in ("config.json", "state.json", "journal.jsonl"):
+        assert (run_dir / name).is_file(), name
+    assert (run_dir / "progress.png").read_bytes().startswith(PNG_MAGIC)
+    assert proposals(journal) == reference_proposals(argv[1:], tmp_path / "reference")  # same seed
+
+    board = leaderboard(first.stdout)
+    assert sorted(int(row["trial"]) for row in board) == [0, 1, 2, 3]
+    best = max(results.values(), key=lambda r: (r["score"], -r["trial"]))
+    assert int(board[0]["trial"]) == best["trial"] and float(board[0]["score"]) == pytest.approx(best["score"],
+                                                                                                  abs=1e-4)
+
+    before = (run_dir / "journal.jsonl").read_bytes()
+    again = run_nas(argv, env)
+    assert again.returncode == 0, again.stdout
+    assert (run_dir / "journal.jsonl").read_bytes() == before, "the rerun of a finished search ran trials"
+    assert leaderboard(again.stdout) == board
+
+
+def test_sigkill_driver_mid_search_then_resume(tmp_path: Path, ray_tmp: Path) -> None:
+    run_dir = tmp_path / "run"
+    argv = ["search", "--trials", "8", *FAST, "--seed", "0", "--run-dir", str(run_dir)]
+    env = ray_env(ray_tmp)
+    log = tmp_path / "killed-driver.log"
+    with log.open("w") as out:
+        driver = subprocess.Popen(nas_command(*argv), env=env, stdout=out, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+    reaper = Reaper()
+    reaper.track_group(driver)
+    reaper.track_temp_dir(ray_tmp)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            reaper.refresh()  # the driver's Ray processes (gcs_server, raylet, workers, ...) as they appear
+            journal = read_journal(run_dir)
+            done = {e["trial"] for e in events(journal, "result")}
+            pending = {e["trial"] for e in events(journal, "propose")} - done
+            if 2 <= len(done) < 8 and pending:
+                break
+            assert driver.poll() is None, \
+                f"the search ended (rc {driver.returncode}) before it could be killed:\n{log.read_text()}"
+            assert time.monotonic() < deadline, f"no kill point within 180 s:\n{log.read_text()}"
+            time.sleep(0.05)
+        reaper.refresh()
+        started = {p.name() for p in reaper.alive()}
+        assert {"gcs_server", "raylet"} <= started, f"the driver's local Ray processes were not found: {started}"
+        os.kill(driver.pid, signal.SIGKILL)
+        survivors = reaper.kill_all()
+        assert not survivors, f"processes of the killed search survived: {survivors}"
+    finally:
+        reaper.kill_all()
+
+    killed = read_journal(run_dir)
+    done_at_kill = {e["trial"] for e in events(killed, "result")}
+    pending_at_kill = {e["trial"] for e in events(killed, "propose")} - done_at_kill
+    assert 2 <= len(done_at_kill) < 8 and pending_at_kill
+
+    resumed = run_nas(argv, env)
+    assert resumed.returncode == 0, resumed.stdout
+    journal = read_journal(run_dir)
+    assert journal[:len(killed)] == killed, "resuming rewrote journal events"
+    props = proposals(journal)
+    assert sorted(p[0] for p in props) == list(range(8)), "a trial id was proposed twice or never"
+    results = results_by_trial(journal)  # asserts: no trial with two results
+    assert sorted(results) == list(range(8))
+    assert all(r["status"] == "ok" for r in results.values()), results
+    new = journal[len(killed):]
+    assert not {e["trial"] for e in events(new, "propose")} & pending_at_kill, "pending trials got new ids"
+    assert {e["trial"] for e in events(new, "result")} >= pending_at_kill, "pending trials were not re-run"
+    assert props == reference_proposals(argv[1:], tmp_path / "reference"), "proposals differ from an uninterrupted run"
+
+
+# ---------------------------------------------------------------------------------------------- failures
+def test_nan_loss_fails_every_trial_and_the_search_finishes(tmp_path: Path, local_ray: None) -> None:
+    config = search_config("--trials", "2", "--epochs", "1", "--data-limit", "200", "--lr", "1e30")
+    run = quiet_run(config, tmp_path / "run")
+    results = results_by_trial(read_journal(tmp_path / "run"))
+    assert sorted(results) == [0, 1]
+    for r in results.values():
+        assert r["status"] == "failed" and r["score"] is None, r
+        assert re.search(r"nan|non-finite", r["reason"], re.IGNORECASE), r["reason"]
+        assert r["metrics"]["node"], r  # it ran on a worker
+    assert run.num_done == 2 and run.num_failed == 2 and run.best is None and run.leaderboard() == []
+
+
+def faulty_trainable() -> Callable[..., None]:
+    """The real trial function, with training replaced: trial 1's training raises, trial 2's trial
+    process raises (a Tune-level error), trial 3 reaches a NaN accuracy, trial 5 reports a NaN
+    score directly; every other trial t succeeds with val_acc 0.1 + 0.05 t. (Nested so Ray pickles
+    it by value: the worker processes cannot import this test module.)"""
+
+    def trainable(config: dict[str, Any], data: Any = None) -> None:
+        from ray import tune
+
+        import nas.trainer
+        from nas.ray_backend import trial_function
+
+        trial = config["trial"]
+        if trial == 2:
+            raise RuntimeError("trial process crashed")
+        if trial == 5:
+            tune.report({"trial": trial, "score": float("nan"), "failed": False})
+            return
+
+        def fake_train(graph: Any, data: Any, train_config: Any, device: Any, report: Any, should_stop: Any = None,
+                       *, latency_repeats: int = 0) -> dict[str, Any]:
+            if trial == 1:
+                raise RuntimeError("boom while training")
+            acc = float("nan") if trial == 3 else 0.1 + 0.05 * trial
+            metrics = {"epoch": 1, "train_loss": 1.0, "train_acc": 0.5, "val_loss": 1.0, "val_acc": acc,
+                       "best_val_acc": acc, "lr": 0.05, "epoch_seconds": 0.0}
+            report(dict(metrics))
+            return metrics
+
+        nas.trainer.train_and_evaluate = fake_train  # trial_function imports it at call time
+        trial_function(config, data)
+
+    return trainable
+
+
+def test_failing_and_nan_trials_are_recorded_and_the_search_goes_on(tmp_path: Path, local_ray: None) -> None:
+    config = search_config("--trials", "6", "--epochs", "1", "--data-limit", "100")
+    run = quiet_run(config, tmp_path / "run", trainable=faulty_trainable())
+    results = results_by_trial(read_journal(tmp_path / "run"))
+    assert sorted(results) == list(range(6))
+    failed = {t: r for t, r in results.items() if r["status"] == "failed"}
+    assert sorted(failed) == [1, 2, 3, 5], results
+    assert "RuntimeError: boom while training" in failed[1]["reason"]
+    assert "trial raised or its worker died" in failed[2]["reason"]
+    assert re.search(r"nan|non-finite", failed[3]["reason"], re.IGNORECASE), failed[3]["reason"]
+    assert failed[5]["reason"] == "no finite score"
+    assert all(r["score"] is None for r in failed.values())
+    ok = {t: r for t, r in results.items() if t not in failed}
+    for t, r in ok.items():
+        assert r["status"] == "ok" and r["score"] == pytest.approx(0.1 + 0.05 * t), r
+    assert sorted(ok) == [0, 4]
+    assert run.best is not None and run.best.trial == 4 and run.best.score == pytest.approx(0.3)
+    assert [r.trial for r in run.leaderboard()] == [4, 0]
+
+
+def test_params_limit_fails_infeasible_trials_untrained(tmp_path: Path, local_ray: None) -> None:
+    config = search_config("--trials", "4", "--epochs", "1", "--data-limit", "200", "--max-params", "20000")
+    run = quiet_run(config, tmp_path / "run")
+    results = results_by_trial(read_journal(tmp_path / "run"))
+    assert sorted(results) == [0, 1, 2, 3]
+    infeasible = [r for r in results.values() if r["status"] == "failed"]
+    trained = [r for r in results.values() if r["status"] == "ok"]
+    # seed 0 proposes three architectures over the limit and one (about 17k params) under it
+    assert infeasible and trained, results
+    for r in infeasible:
+        assert re.fullmatch(r"params [\d,]+ > limit 20,000", r["reason"]), r["reason"]
+        assert r["metrics"] == {} and r["score"] is None, r  # never dispatched, never trained
+    for r in trained:
+        assert r["metrics"]["params"] <= 20_000 and r["metrics"]["epochs_run"] == 1, r
+    assert run.best is not None and run.best.status == "ok"
+
+
+# ---------------------------------------------------------------------------------------------- reproducibility
+def arch_score(arch: dict[str, Any]) -> float:
+    """A deterministic stand-in for training: a hash of the architecture's encoding, in [0, 1)."""
+    import hashlib
+    import json
+
+    digest = hashlib.sha256(json.dumps(arch, sort_keys=True).encode()).digest()
+    return int.from_bytes(digest[:4], "big") / 2**32
+
+
+def arch_scored_trainable() -> Callable[..., None]:
+    """A trial that trains nothing and reports ``arch_score`` of its architecture (the same code:
+    nested, so Ray pickles it by value; workers cannot import this test module)."""
+
+    def trainable(config: dict[str, Any], data: Any = None) -> None:
+        import hashlib
+        import json
+
+        from ray import tune
+
+        digest = hashlib.sha256(json.dumps(config["arch"], sort_keys=True).encode()).digest()
+        tune.report({"trial": config["trial"], "score": int.from_bytes(digest[:4], "big") / 2**32, "failed": False})
+
+    return trainable
+
+
+def replay(config: dict[str, Any], run_dir: Path) -> list[dict[str, Any]]:
+    """A whole search driven by SearchRun alone (no Ray), one trial at a time, scored by arch_score."""
+    run = driverless_run(config, run_dir)
+    while (nxt := run.next_trial()) is not None:
+        run.finish(nxt[0].trial, arch_score(nxt[0].arch))
+    run.close()
+    return read_journal(run_dir)
+
+
+def test_same_seed_gives_the_same_proposals(tmp_path: Path, local_ray: None) -> None:
+    """A search on Ray proposes exactly what a sequential replay with the same seed and scores does,
+    past evolution's random initialisation (population 3, 7 trials), where proposals depend on the
+    scores; one trial at a time makes the order of results a function of the seed."""
+    argv = ["--trials", "7", "--population-size", "3", "--sample-size", "2", "--data-limit", "100"]
+    config = search_config(*argv, "--seed", "0")
+    quiet_run(config, tmp_path / "ray", max_concurrent=1, trainable=arch_scored_trainable())
+    on_ray = read_journal(tmp_path / "ray")
+    replayed = replay(config, tmp_path / "replay")
+    assert proposals(on_ray) == proposals(replayed)
+    assert [(e["trial"], e["status"], e["score"]) for e in events(on_ray, "result")] == \
+        [(e["trial"], e["status"], e["score"]) for e in events(replayed, "result")]
+    # trials 3.. are mutants (one variable changed from an earlier proposal): the scores mattered
+    encodings = [p[1]["encoding"] for p in proposals(on_ray)]
+    assert len(encodings) == 7
+    for i in range(3, 7):
+        assert min(sum(encodings[i][k] != e[k] for k in e) for e in encodings[:i]) <= 1, i
+    other = replay(search_config(*argv, "--seed", "1"), tmp_path / "seed1")
+    assert proposals(other) != proposals(on_ray), "seed 1 proposed what seed 0 did"
+
+
+# ---------------------------------------------------------------------------------------------- GPU
+@pytest.mark.gpu
+def test_fractional_gpu_trials_train_on_cuda(tmp_path: Path, ray_tmp: Path) -> None:
+    run_dir = tmp_path / "run"
+    argv = ["search", "--gpus-per-trial", "0.5", "--trials", "2", "--epochs", "1", "--data-limit", "300",
+            "--run-dir", str(run_dir)]
+    result = run_nas(argv, ray_env(ray_tmp))
+    assert result.returncode == 0, result.stdout
+    results = results_by_trial(read_journal(run_dir))
+    assert sorted(results) == [0, 1]
+    for r in results.values():
+        assert r["status"] == "ok", r
+        assert r["metrics"]["device"].startswith("cuda"), r
