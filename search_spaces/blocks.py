@@ -2,7 +2,8 @@
 
 Each function adds the nodes of one block to ``g`` after node ``x`` and returns the block's
 output node id. Blocks take plain ints and layer choices (like timm's blocks), and tag their
-nodes ``block="<kind>:<name>"`` so exporters can emit one named class per block kind.
+nodes ``block="<kind>:<name>"`` and record their arguments (``ArchGraph.blocks``) so exporters can
+emit one named class per block kind with explicit constructor arguments.
 All feature maps are (C, H, W); ``name`` prefixes the node ids.
 """
 
@@ -26,7 +27,8 @@ def residual_block(g: ArchGraph, x: str, name: str, in_ch: int, planes: int, str
     width = planes * base_width / 64 * groups) -> 1x1 (out = planes * expansion).
     shortcut: identity, or a 1x1 stride-s conv + BN projection when the shape changes.
     """
-    tag = f"residual:{name}"
+    tag = g.record_block(f"residual:{name}", in_ch=in_ch, planes=planes, stride=stride, bottleneck=bottleneck,
+                         groups=groups, base_width=base_width, expansion=expansion, kernel=kernel)
     if bottleneck:
         width = int(planes * (base_width / 64.0)) * groups
         out_ch = planes * expansion
@@ -50,7 +52,8 @@ def preact_residual_block(g: ArchGraph, x: str, name: str, in_ch: int, planes: i
     BN-ReLU is applied once to x; the residual branch (1x1 -> 3x3 -> 1x1, or 3x3 -> 3x3) uses
     BN-ReLU-conv units; a projection shortcut (1x1 conv, no BN) reads the pre-activated x.
     """
-    tag = f"preact_residual:{name}"
+    tag = g.record_block(f"preact_residual:{name}", in_ch=in_ch, planes=planes, stride=stride,
+                         bottleneck=bottleneck, expansion=expansion)
     pre = g.add(f"{name}.norm1", "norm", [x], block=tag)
     pre = g.add(f"{name}.act1", "act", [pre], block=tag)
     if bottleneck:
@@ -76,7 +79,8 @@ def inception_block(g: ArchGraph, x: str, name: str, ch1x1: int, ch3x3red: int, 
     ``factorized`` replaces the 5x5 by two 3x3 convs (Inception v2/v3); ``kernel5=3`` gives
     torchvision's GoogLeNet, which uses a 3x3 conv in that branch. Convs are conv-BN-ReLU.
     """
-    tag = f"inception:{name}"
+    tag = g.record_block(f"inception:{name}", ch1x1=ch1x1, ch3x3red=ch3x3red, ch3x3=ch3x3, ch5x5red=ch5x5red,
+                         ch5x5=ch5x5, pool_proj=pool_proj, kernel5=kernel5, factorized=factorized, bn_eps=bn_eps)
     kw = {"block": tag, "bn_eps": bn_eps}
     b1 = conv(g, x, f"{name}.branch1", ch1x1, 1, **kw)
     b2 = conv(g, x, f"{name}.branch2.0", ch3x3red, 1, **kw)
@@ -100,7 +104,7 @@ def dense_block(g: ArchGraph, x: str, name: str, num_layers: int, growth: int, b
     Each layer: BN-ReLU-conv1x1 (bn_size * growth) -> BN-ReLU-conv kxk (growth; k = 3 in DenseNet).
     Output channels: C_in + num_layers * growth.
     """
-    tag = f"dense:{name}"
+    tag = g.record_block(f"dense:{name}", num_layers=num_layers, growth=growth, bn_size=bn_size, kernel=kernel)
     features = [x]
     for i in range(num_layers):
         merge = "concat" if len(features) > 1 else None
@@ -113,7 +117,7 @@ def dense_block(g: ArchGraph, x: str, name: str, num_layers: int, growth: int, b
 
 def transition(g: ArchGraph, x: str, name: str, out: int) -> str:
     """DenseNet transition: BN-ReLU-conv1x1 (out) -> 2x2 average pool (halves H, W)."""
-    tag = f"transition:{name}"
+    tag = g.record_block(f"transition:{name}", out=out)
     h = conv(g, x, f"{name}.conv", out, 1, order="bn-relu-conv", block=tag)
     return g.add(f"{name}.pool", "pool", [h], block=tag, kind="avg", kernel=2, stride=2)
 
@@ -125,7 +129,8 @@ def highway_block(g: ArchGraph, x: str, name: str, channels: int, kernel: int = 
     H: conv k x k -> BN -> ReLU (channels preserved); T: sigmoid(conv gate_kernel(x) + b), with
     b initialised to ``gate_bias`` (negative biases the layer towards carrying x).
     """
-    tag = f"highway:{name}"
+    tag = g.record_block(f"highway:{name}", channels=channels, kernel=kernel, gate_kernel=gate_kernel,
+                         gate_bias=gate_bias)
     h = conv(g, x, f"{name}.transform", channels, kernel, block=tag)
     return g.add(f"{name}.gate", "identity", [h, x], merge="gate", block=tag,
                  merge_params={"kernel": gate_kernel, "bias": gate_bias})
@@ -139,7 +144,8 @@ def attention_block(g: ArchGraph, x: str, name: str, dim: int, heads: int, mlp_r
     tokens=False: attention over the H*W positions of a (dim, H, W) map with positional encoding
     ``pos``, batch norms, MLP = 1x1 conv-ReLU -> 1x1 conv.
     """
-    tag = f"attention:{name}"
+    tag = g.record_block(f"attention:{name}", dim=dim, heads=heads, mlp_ratio=mlp_ratio, tokens=tokens,
+                         qkv_bias=qkv_bias, pos=pos)
     hidden = int(dim * mlp_ratio)
     norm = {"kind": "layer", "eps": 1e-6} if tokens else {"kind": "batch"}
     h = g.add(f"{name}.norm1", "norm", [x], block=tag, **norm)

@@ -8,8 +8,9 @@ flow. A node with several inputs combines them with its ``merge`` before applyin
 * ``gate``   highway gate: ``H*T(x) + x*(1-T(x))`` with H on slot 0, x on slot 1 and
              ``T(x) = sigmoid(conv_k(x) + b)`` (a learned transform; ``merge_params`` k and bias init)
 
-A node's ``block`` tag (e.g. ``"residual:layer1.0"``) records which building block it came from;
-it is informational (used for readable export) and not part of the architecture's identity.
+A node's ``block`` tag (e.g. ``"residual:layer1.0"``) records which building block it came from,
+and ``ArchGraph.blocks`` maps a tag to the arguments the block template was called with; both are
+informational (used for readable export) and not part of the architecture's identity (hash).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class ArchGraph:
         self.input: str | None = None
         self.output: str | None = None
         self.features: str | None = None
+        self.blocks: dict[str, dict[str, Any]] = {}
 
     # ----------------------------------------------------------------------------- building
     def add(self, node: str, op: str, inputs: Iterable[str] = (), merge: str | None = None,
@@ -80,6 +82,15 @@ class ArchGraph:
             self.graph.add_edge(src, node, slot=slot)
         self.output = node
         return node
+
+    def record_block(self, tag: str, **args: Any) -> str:
+        """Remember the (JSON-able) arguments of block ``tag`` (``"<kind>:<name>"``); returns the tag."""
+        if ":" not in tag:
+            raise BadParameterError(None, f"block tag {tag!r} must read '<kind>:<name>'")
+        if tag in self.blocks:
+            raise BadParameterError(None, f"block {tag!r} is already recorded; block names must be unique")
+        self.blocks[tag] = dict(args)
+        return tag
 
     # ----------------------------------------------------------------------------- queries
     def __len__(self) -> int:
@@ -218,8 +229,11 @@ class ArchGraph:
                 entry["block"] = a["block"]
             nodes.append(entry)
         edges = [[u, v, d["slot"]] for u, v, d in self.graph.edges(data=True)]
-        return {"format": FORMAT, "name": self.name, "input": self.input, "output": self.output,
+        data = {"format": FORMAT, "name": self.name, "input": self.input, "output": self.output,
                 "features": self.features, "nodes": nodes, "edges": edges}
+        if self.blocks:
+            data["blocks"] = self.blocks
+        return data
 
     def to_json(self, indent: int | None = None) -> str:
         return json.dumps(self.to_dict(), indent=indent, sort_keys=False)
@@ -257,6 +271,10 @@ class ArchGraph:
                 arch.graph.add_edge(src, dst, slot=slot)
             arch.output = data["output"]
             arch.features = data.get("features")
+            blocks = data.get("blocks", {})
+            if not isinstance(blocks, dict) or not all(isinstance(v, dict) for v in blocks.values()):
+                raise GraphFormatError(None, "'blocks' must map block tags to argument objects")
+            arch.blocks = {str(k): dict(v) for k, v in blocks.items()}
         except ArchGraphError:
             raise
         except (KeyError, TypeError, ValueError) as err:
