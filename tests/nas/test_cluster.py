@@ -103,8 +103,8 @@ def two_node_cluster(ray_tmp: Path) -> Iterator[Cluster]:
 
 def test_search_on_a_two_node_cluster_uses_both_nodes(tmp_path: Path, two_node_cluster: Cluster) -> None:
     run_dir = tmp_path / "run"
-    result = run_nas(["search", "--address", two_node_cluster.address, "--trials", "4", "--epochs", "1",
-                      "--data-limit", "200", "--cpus-per-trial", "1", "--run-dir", str(run_dir)],
+    result = run_nas(["search", "--address", two_node_cluster.address, "--trials", "4", "--epochs", "4",
+                      "--data-limit", "1000", "--cpus-per-trial", "1", "--run-dir", str(run_dir)],
                      two_node_cluster.env)
     assert result.returncode == 0, result.stdout
     results = events(read_journal(run_dir), "result")
