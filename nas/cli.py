@@ -1,9 +1,11 @@
 """The ``nas`` command line.
 
 Commands: ``search`` (run or resume a search), ``show RUN`` (leaderboard and history of a run),
-``spaces`` (list spaces and reference models), ``space NAME`` (show a space and build sampled
-members), ``model NAME`` (build a reference network), ``graph FILE`` (validate a JSON
-architecture graph). Bad input prints one line ``nas: error: ...`` on stderr and exits 2.
+``export`` (standalone PyTorch source + weights, ONNX, TorchScript), ``train`` (retrain an
+architecture from scratch, resumable), ``spaces`` (list spaces and reference models),
+``space NAME`` (show a space and build sampled members), ``model NAME`` (build a reference
+network), ``graph FILE`` (validate a JSON architecture graph). Bad input prints one line
+``nas: error: ...`` on stderr and exits 2.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import json
 import sys
 from pathlib import Path
 from typing import Any
+
+from nas.export.command import add_parser as add_export_parser
 
 EXIT_BAD_INPUT = 2
 
@@ -218,6 +222,57 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    """Retrain a graph file's or a run trial's architecture from scratch (rerun to resume)."""
+    from nas.datasets import load_dataset
+    from nas.engine import DOWNLOADABLE
+    from nas.retrain import load_graph_file, pick_trial, read_run_config, retrain, summary, trial_graph
+    from nas.trainer import TrainConfig, TrialFailed, device_for
+
+    if (args.graph is None) == (args.run is None):
+        raise UsageError("pass exactly one of --graph FILE.json or --run RUN")
+    if args.graph is not None and (args.trial is not None or args.best):
+        raise UsageError("--trial and --best pick a trial of --run RUN; they do not apply to --graph")
+    if args.trial is not None and args.best:
+        raise UsageError("pass --trial ID or --best, not both")
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
+                         weight_decay=args.weight_decay, schedule=args.schedule, seed=args.seed).validate()
+    run_config: dict[str, Any] = {}
+    graph = record = None
+    if args.graph is not None:
+        graph = load_graph_file(args.graph)
+    else:
+        run_config = read_run_config(args.run)
+        record = pick_trial(args.run, args.trial)
+    dataset = args.dataset or run_config.get("dataset") or ("digits" if args.graph is not None else None)
+    if dataset is None:
+        raise UsageError(f"run {args.run} has no dataset (a table-lookup benchmark run); pass --dataset")
+    same = dataset == run_config.get("dataset")
+    data_root = args.data_root or (run_config.get("data_root") if same else None)
+    val_fraction = args.val_fraction
+    if val_fraction is None:
+        val_fraction = (run_config.get("data_options") or {}).get("val_fraction") or 0.2
+    data_options = {"val_fraction": val_fraction, "limit": args.data_limit}
+    extra = {"download": True} if args.download and dataset in DOWNLOADABLE else {}
+    data = load_dataset(dataset, data_root, **data_options, **extra)
+    if record is not None:
+        graph = trial_graph(run_config, record, data, verify=same)
+        print(f"run {args.run}, trial {record.trial} (score {record.score:.4f}): {graph.name}")
+    assert graph is not None
+    data_info = {"dataset": dataset, "data_root": str(Path(data_root).resolve()) if data_root else None,
+                 "data_options": data_options}
+    device = device_for(args.gpus)
+    print(f"training on {data.name} ({len(data.train_x)} train / {len(data.val_x)} val samples) on {device}, "
+          f"{config.epochs} epochs, augment {args.augment}; checkpoints in {args.out}")
+    try:
+        final = retrain(graph, data, args.out, config, augment=args.augment, device=device, data_info=data_info,
+                        log=print)
+    except TrialFailed as err:
+        raise UsageError(f"training failed: {err.reason}") from None
+    print(summary(final, graph, args.out))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nas", description="Neural architecture search on graph search spaces.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -295,6 +350,35 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("graph", help="validate and summarise an architecture graph JSON file")
     p.add_argument("file")
     p.set_defaults(func=cmd_graph)
+
+    p = sub.add_parser("train", help="retrain an architecture from scratch (rerun the same command to resume)")
+    g = p.add_argument_group("architecture (one of)")
+    g.add_argument("--graph", default=None, help="ArchGraph JSON file (nas model/space --json-out)")
+    g.add_argument("--run", default=None, help="search run directory: its best trial, or --trial ID")
+    g.add_argument("--trial", type=int, default=None, help="trial id of --run (see `nas show RUN --history`)")
+    g.add_argument("--best", action="store_true", help="the run's best successful trial (the default)")
+    g = p.add_argument_group("output")
+    g.add_argument("--out", required=True, help="directory for checkpoints, weights, metrics and graph")
+    g = p.add_argument_group("data (default with --run: the run's dataset, data root and validation fraction)")
+    g.add_argument("--dataset", default=None, help="digits | cifar10 | mnist | fashion_mnist | folder")
+    g.add_argument("--data-root", default=None, help="directory holding the dataset files")
+    g.add_argument("--download", action="store_true", help="download cifar10 / mnist / fashion_mnist if missing")
+    g.add_argument("--data-limit", type=_positive, default=None, help="use at most this many training samples")
+    g.add_argument("--val-fraction", type=_fraction, default=None, help="default 0.2 (or the run's)")
+    g = p.add_argument_group("training")
+    g.add_argument("--epochs", type=_positive, default=30)
+    g.add_argument("--batch-size", type=_positive, default=128)
+    g.add_argument("--optimizer", default="sgd", choices=["sgd", "adam", "adamw"])
+    g.add_argument("--lr", type=_fraction, default=0.1)
+    g.add_argument("--weight-decay", type=_fraction, default=5e-4)
+    g.add_argument("--schedule", default="cosine", choices=["cosine", "constant", "step"])
+    g.add_argument("--augment", default="crop-flip", choices=["crop-flip", "crop", "none"],
+                   help="random crop (+ horizontal flip); crop-flip by default")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--gpus", type=_fraction, default=0.0, help="> 0: train on the GPU when there is one")
+    p.set_defaults(func=cmd_train)
+
+    add_export_parser(sub, _positive)
     return parser
 
 

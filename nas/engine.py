@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from nas.journal import atomic_write_json
 from nas.objective import Objective
 from nas.progress import Progress, plot_progress
 from nas.run import SearchRun
@@ -31,6 +32,9 @@ DEFAULT_STRATEGY_OPTIONS: dict[str, dict[str, Any]] = {
 
 
 DOWNLOADABLE = ("cifar10", "mnist", "fashion_mnist")
+# the run directory's record of how its space was built: {"space": name, "options": {...}} with the
+# dataset's input shape and classes, so a trial's exact graph can be rebuilt (nas.show.graph_of_trial)
+SPACE_FILE = "space.json"
 
 
 def default_run_dir(config: dict[str, Any]) -> str:
@@ -110,6 +114,7 @@ def run_search(config: dict[str, Any], run_dir: str | Path, *, address: str | No
     identify, feasibility = trial_payload(space, objective)
     run = SearchRun(run_dir, config, space, build_strategy(config, space), config["trials"],
                     identify=identify, feasibility=feasibility)
+    atomic_write_json(Path(run_dir) / SPACE_FILE, {"space": config["space"], "options": space_options})
     if run.finished:
         run.close()
         return run

@@ -20,6 +20,42 @@ from nas.progress import Progress
 from nas.run import SearchRun
 
 FAILED_SCORE = float("nan")
+TRIAL_WEIGHTS = "weights.safetensors"  # a trial's latest weights, in its Tune trial directory
+
+
+class TrialWeights:
+    """Keeps a trial's latest trained weights in ``trial_dir/weights.safetensors``.
+
+    :meth:`save` is the trainer's ``on_epoch_end`` hook: it runs after every epoch, *before* that
+    epoch's report (a scheduler may stop the trial at any report, and nothing after it runs), and
+    atomically replaces the file with the module's state dict (CPU copies; metadata: the graph's
+    canonical ``arch_hash`` and the ``epoch``). :meth:`fields` gives the report entries: ``weights``
+    (the file's path) once a save succeeded, or ``weights_error`` when the latest save failed, which
+    does not fail the trial.
+    """
+
+    def __init__(self, trial_dir: str | Path, arch_hash: str) -> None:
+        self.path = Path(trial_dir) / TRIAL_WEIGHTS
+        self.arch_hash = arch_hash
+        self.epoch: int | None = None
+        self.error: str | None = None
+
+    def save(self, state: Any) -> None:
+        """Save ``state.model`` (a state dict) as the weights after epoch ``state.epoch``."""
+        from nas.export.weights import save_weights
+
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            save_weights(state.model, self.path, arch_hash=self.arch_hash, extra={"epoch": str(state.epoch)})
+        except Exception as err:  # e.g. a full disk: the trial's result still counts
+            self.error = f"could not save the weights after epoch {state.epoch}: {type(err).__name__}: {err}"
+            return
+        self.epoch, self.error = state.epoch, None
+
+    def fields(self) -> dict[str, Any]:
+        if self.error is not None:
+            return {"weights_error": self.error}
+        return {} if self.epoch is None else {"weights": str(self.path)}
 
 
 def trial_function(config: dict[str, Any], data: Any = None) -> None:
@@ -27,6 +63,10 @@ def trial_function(config: dict[str, Any], data: Any = None) -> None:
 
     The config carries plain data: the space's name and options and the architecture's encoding
     (``space.to_json``), so the graph is rebuilt here rather than shipped through Tune.
+
+    The weights after each epoch are saved to ``weights.safetensors`` in the trial's directory
+    (``config["trials_dir"]/trial_<id>``, the Tune trial directory in the run's storage) before
+    that epoch's report, whose ``weights`` entry names the file (:class:`TrialWeights`).
 
     Reports ``score`` (the objective) plus the trainer's metrics each epoch; a failure (exception,
     non-finite loss, out of memory, infeasible latency) is reported as ``failed`` with a reason
@@ -45,13 +85,18 @@ def trial_function(config: dict[str, Any], data: Any = None) -> None:
     space = make_space(config["space"], **config["space_options"])
     graph = space.to_graph(space.from_json(config["arch"]))
     device = device_for(config["gpus"])
+    # the trial's directory in the run's storage; tune.get_context().get_trial_dir() is a staging
+    # directory under Ray's session temp dir, not copied to the storage (sync_artifacts is off)
+    trial_dir = (Path(config["trials_dir"]) / f"trial_{config['trial']}" if config.get("trials_dir")
+                 else tune.get_context().get_trial_dir())
+    weights = TrialWeights(trial_dir, graph.canonical_hash())
 
     def report(metrics: dict[str, Any]) -> None:
         score, reason = objective.evaluate(metrics, params=params, flops=flops, latency_ms=metrics.get("latency_ms"))
         if score is None:
             raise TrialFailed(reason or "objective undefined")
         tune.report({**metrics, **context, "score": score, "failed": False, "device": str(device), "params": params,
-                     "flops": flops})
+                     "flops": flops, **weights.fields()})
 
     try:
         params, flops = config.get("params"), config.get("flops")
@@ -59,7 +104,7 @@ def trial_function(config: dict[str, Any], data: Any = None) -> None:
             cost = measure(graph)
             params, flops = cost.params, cost.flops
         train_and_evaluate(graph, data, TrainConfig.from_dict(config["train"]), device, report,
-                           latency_repeats=20 if objective.needs_latency else 0)
+                           latency_repeats=20 if objective.needs_latency else 0, on_epoch_end=weights.save)
     except TrialFailed as err:
         tune.report({**context, "score": FAILED_SCORE, "failed": True, "reason": err.reason})
     except Exception as err:  # a trial must never take the search down
@@ -110,7 +155,7 @@ def _make_searcher(run: SearchRun, base_config: dict[str, Any], progress: Progre
 
 
 _METRIC_KEYS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "best_val_acc", "epoch_seconds",
-                "latency_ms", "node", "device", "params", "flops")
+                "latency_ms", "node", "device", "params", "flops", "weights", "weights_error")
 
 
 def _metrics(result: dict[str, Any]) -> dict[str, Any]:
@@ -157,14 +202,15 @@ def run_on_ray(run: SearchRun, base_config: dict[str, Any], *, data: Any = None,
         resources = {"cpu": cpus_per_trial, "gpu": gpus_per_trial}
         sched = (ASHAScheduler(time_attr="training_iteration", max_t=max(max_epochs, 1), grace_period=1,
                                reduction_factor=3) if scheduler == "asha" else FIFOScheduler())
-        config = {**base_config, "gpus": gpus_per_trial}
+        trials_dir = Path(run.run_dir).resolve() / "tune" / "trials"  # storage_path / name below
+        config = {**base_config, "gpus": gpus_per_trial, "trials_dir": str(trials_dir)}
         tuner = tune.Tuner(
             tune.with_resources(fn, resources),
             tune_config=tune.TuneConfig(search_alg=_make_searcher(run, config, progress), scheduler=sched,
                                         metric="score", mode="max", num_samples=-1,
                                         max_concurrent_trials=max_concurrent, reuse_actors=True,
                                         trial_dirname_creator=lambda t: f"trial_{t.config.get('trial', t.trial_id)}"),
-            run_config=tune.RunConfig(storage_path=str(Path(run.run_dir).resolve() / "tune"), name="trials",
+            run_config=tune.RunConfig(storage_path=str(trials_dir.parent), name=trials_dir.name,
                                       verbose=0, failure_config=tune.FailureConfig(max_failures=0)),
         )
         start = time.time()

@@ -20,6 +20,13 @@ permutation drawn from a seeded CPU ``torch.Generator`` (the same order on every
 and correct counts are accumulated on the device; the host synchronises only every
 :data:`NAN_CHECK_EVERY` steps (one ``isfinite`` check over the losses since the last check, which
 still names the exact failing step) and once at the end of each epoch for the metrics.
+
+Retraining (:mod:`nas.retrain`) uses three optional hooks of :func:`train_and_evaluate`: a
+per-batch ``transform`` (data augmentation, drawing from a seeded generator owned by the loop),
+``on_epoch_end`` receiving a :class:`TrainState` after every epoch (for checkpoints), and
+``resume`` to continue from such a state. All randomness of the loop (data order, augmentation,
+the global torch RNG used by dropout) lives in generators whose states are part of the
+:class:`TrainState`, so a resumed run is bit-identical to an uninterrupted one on CPU.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import torch
@@ -41,12 +48,19 @@ from search_spaces.errors import ArchGraphError
 from search_spaces.ir import ArchGraph
 
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam", "adamw")
-SCHEDULES: tuple[str, ...] = ("cosine", "constant")
+SCHEDULES: tuple[str, ...] = ("cosine", "constant", "step")
+# schedule "step": the learning rate is multiplied by STEP_GAMMA at these fractions of the epochs
+STEP_MILESTONES: tuple[float, ...] = (0.5, 0.75)
+STEP_GAMMA = 0.1
+# seed offset of the augmentation generator (independent of the data-order generator)
+TRANSFORM_SEED_OFFSET = 0x5EED
 # the host checks the accumulated per-step losses for NaN/inf every this many steps (and at the
 # end of each epoch): one device sync per check instead of one per step
 NAN_CHECK_EVERY = 16
 
 Metrics = dict[str, float]
+# per-batch training transform: (x (B, C, H, W) on the device, CPU generator) -> x' (B, C, H, W)
+Transform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 
 class TrialFailed(Exception):
@@ -62,7 +76,8 @@ class TrainConfig:
     """Hyper-parameters of one trial's training (plain data; JSON via :meth:`to_dict`).
 
     ``momentum`` and ``nesterov`` apply to SGD only. ``schedule="cosine"`` anneals the learning
-    rate from ``lr`` towards 0 over ``epochs`` (stepped once per epoch). ``grad_clip`` is the max
+    rate from ``lr`` towards 0 over ``epochs`` (stepped once per epoch); ``"step"`` multiplies it by
+    :data:`STEP_GAMMA` after 50% and 75% of the epochs. ``grad_clip`` is the max
     global gradient norm (0 = no clipping). ``label_smoothing`` applies to the training loss; the
     reported validation loss is always plain cross-entropy. ``seed`` fixes the weights, the data
     order and dropout.
@@ -133,6 +148,27 @@ def _check_float(name: str, value: Any, low: float, high: float = math.inf, low_
         raise ValueError(f"TrainConfig.{name} must be a finite number {lo}{hi}, got {value!r}")
 
 
+@dataclass
+class TrainState:
+    """The training state after ``epoch`` completed epochs: enough to continue exactly.
+
+    ``model`` / ``optimizer`` / ``scheduler`` are ``state_dict()``s (``scheduler`` None for the
+    constant schedule); ``rng`` maps ``"order"`` (data order), ``"torch"`` (global CPU RNG:
+    dropout), ``"transform"`` (augmentation, when a transform is used) and ``"cuda"`` (on CUDA)
+    to generator states (uint8 tensors). ``history`` holds the metrics of every epoch so far.
+    The tensors handed to ``on_epoch_end`` are the live ones: serialise them before returning.
+    """
+
+    epoch: int
+    model: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any] | None
+    rng: dict[str, torch.Tensor]
+    best_val_acc: float = -1.0
+    best_epoch: int = 0
+    history: list[Metrics] = field(default_factory=list)
+
+
 def device_for(gpus: float) -> torch.device:
     """The device a trial with ``gpus`` GPUs (possibly fractional) should train on."""
     if gpus > 0 and torch.cuda.is_available():
@@ -153,7 +189,9 @@ def _free_memory() -> None:
 def train_and_evaluate(graph: ArchGraph, data: TensorDataset, config: TrainConfig, device: torch.device | str,
                        report: Callable[[Metrics], None] | None = None,
                        should_stop: Callable[[Metrics], bool] | None = None,
-                       *, latency_repeats: int = 0) -> dict[str, Any]:
+                       *, latency_repeats: int = 0, transform: Transform | None = None,
+                       on_epoch_end: Callable[[TrainState], None] | None = None,
+                       resume: TrainState | None = None) -> dict[str, Any]:
     """Train ``graph`` on ``data`` for ``config.epochs`` epochs on ``device``; evaluate after each.
 
     Data: ``data.train_x`` (N, C, H, W) float32, ``data.train_y`` (N,) int64; likewise val.
@@ -165,6 +203,12 @@ def train_and_evaluate(graph: ArchGraph, data: TensorDataset, config: TrainConfi
     depend on the weights, and it leaves the training itself unchanged) is included in every
     report and the result as ``latency_ms``, so a latency objective can be scored each epoch.
 
+    ``transform(x, generator)`` is applied to every training batch x (B, C, H, W) (not to
+    validation), drawing its randomness from a CPU generator seeded from ``config.seed``.
+    ``on_epoch_end(state)`` receives a :class:`TrainState` after each epoch (before ``report``);
+    ``resume`` continues from such a state (1 <= ``resume.epoch`` < ``config.epochs``; same
+    graph, data and config), giving the same results as never having stopped.
+
     Returns the last epoch's metrics plus ``best_val_acc``, ``best_epoch``, ``epochs`` (completed),
     ``stopped_early``, ``params`` (trainable), ``device`` and ``total_seconds``. Raises
     :class:`TrialFailed` (see the module docstring) or ``ValueError``. Bit-identical results for
@@ -173,9 +217,12 @@ def train_and_evaluate(graph: ArchGraph, data: TensorDataset, config: TrainConfi
     config.validate()
     device = torch.device(device)
     _check_data(data)
+    if resume is not None and not 1 <= resume.epoch < config.epochs:
+        raise ValueError(f"cannot resume after epoch {resume.epoch} of a {config.epochs}-epoch training")
+    hooks = _Hooks(transform, on_epoch_end, resume)
     oom: str | None = None
     try:
-        return _train(graph, data, config, device, report, should_stop, latency_repeats)
+        return _train(graph, data, config, device, report, should_stop, latency_repeats, hooks)
     except RuntimeError as error:  # torch.cuda.OutOfMemoryError is a RuntimeError
         if not _is_oom(error):
             raise
@@ -229,6 +276,26 @@ def _make_optimizer(params: list[nn.Parameter], config: TrainConfig) -> torch.op
     return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
+def _make_scheduler(optimizer: torch.optim.Optimizer,
+                    config: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """The per-epoch learning-rate schedule of ``config.schedule`` (None: constant)."""
+    if config.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    if config.schedule == "step":
+        milestones = sorted({max(1, round(config.epochs * f)) for f in STEP_MILESTONES})
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=STEP_GAMMA)
+    return None
+
+
+@dataclass
+class _Hooks:
+    """The optional retraining hooks of :func:`train_and_evaluate`, passed to ``_train`` together."""
+
+    transform: Transform | None = None
+    on_epoch_end: Callable[[TrainState], None] | None = None
+    resume: TrainState | None = None
+
+
 def _batches(n: int, batch_size: int) -> list[tuple[int, int]]:
     """(start, stop) of each training batch; a trailing batch of one sample is dropped (BatchNorm
     cannot normalise a single sample in training mode; the permutation changes every epoch)."""
@@ -246,7 +313,7 @@ def _rng_devices(device: torch.device) -> list[int]:
 
 def _train(graph: ArchGraph, data: TensorDataset, config: TrainConfig, device: torch.device,
            report: Callable[[Metrics], None] | None, should_stop: Callable[[Metrics], bool] | None,
-           latency_repeats: int) -> dict[str, Any]:
+           latency_repeats: int, hooks: _Hooks) -> dict[str, Any]:
     t_start = time.perf_counter()
     model = _compile(graph, data, config.seed).to(device)
     extra: Metrics = {}
@@ -260,10 +327,14 @@ def _train(graph: ArchGraph, data: TensorDataset, config: TrainConfig, device: t
     val_y = data.val_y.to(device=device, dtype=torch.long)
 
     optimizer = _make_optimizer(params, config)
-    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
-                 if config.schedule == "cosine" else None)
+    scheduler = _make_scheduler(optimizer, config)
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     order = torch.Generator().manual_seed(config.seed)  # CPU: same data order on every device
+    transform = hooks.transform
+    augment = (torch.Generator().manual_seed(config.seed + TRANSFORM_SEED_OFFSET)
+               if transform is not None else None)
+    resume = hooks.resume
+    history: list[Metrics] = []
     n = len(train_x)
     batches = _batches(n, config.batch_size)
     n_used = batches[-1][1]
@@ -271,10 +342,25 @@ def _train(graph: ArchGraph, data: TensorDataset, config: TrainConfig, device: t
     best_val_acc, best_epoch = -1.0, 0
     metrics: Metrics = {}
     stopped = False
+    if resume is not None:
+        model.load_state_dict(resume.model)
+        optimizer.load_state_dict(resume.optimizer)
+        if scheduler is not None and resume.scheduler is not None:
+            # milestones follow from the config (and a serialised Counter may come back as a dict)
+            scheduler.load_state_dict({k: v for k, v in resume.scheduler.items() if k != "milestones"})
+        order.set_state(resume.rng["order"])
+        if augment is not None and "transform" in resume.rng:
+            augment.set_state(resume.rng["transform"])
+        best_val_acc, best_epoch = resume.best_val_acc, resume.best_epoch
+        history = [dict(m) for m in resume.history]
 
     with torch.random.fork_rng(devices=_rng_devices(device)):  # dropout: seeded, caller's RNG untouched
         torch.manual_seed(config.seed)
-        for epoch in range(config.epochs):
+        if resume is not None:
+            torch.set_rng_state(resume.rng["torch"])
+            if device.type == "cuda" and "cuda" in resume.rng:
+                torch.cuda.set_rng_state(resume.rng["cuda"], device)
+        for epoch in range(resume.epoch if resume is not None else 0, config.epochs):
             t_epoch = time.perf_counter()
             lr = optimizer.param_groups[0]["lr"]
             model.train()
@@ -284,6 +370,8 @@ def _train(graph: ArchGraph, data: TensorDataset, config: TrainConfig, device: t
             for step, (lo, hi) in enumerate(batches):
                 idx = perm[lo:hi]
                 xb, yb = train_x[idx], train_y[idx]
+                if transform is not None:
+                    xb = transform(xb, augment)  # type: ignore[arg-type]
                 logits = model(xb)  # (B, num_classes)
                 loss = criterion(logits, yb)
                 optimizer.zero_grad(set_to_none=True)
@@ -307,6 +395,17 @@ def _train(graph: ArchGraph, data: TensorDataset, config: TrainConfig, device: t
             metrics = {"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc,
                        "val_loss": val_loss, "val_acc": val_acc, "best_val_acc": best_val_acc, "lr": lr,
                        "epoch_seconds": time.perf_counter() - t_epoch, **extra}
+            history.append(dict(metrics))
+            if hooks.on_epoch_end is not None:
+                rng = {"order": order.get_state(), "torch": torch.get_rng_state()}
+                if augment is not None:
+                    rng["transform"] = augment.get_state()
+                if device.type == "cuda":
+                    rng["cuda"] = torch.cuda.get_rng_state(device)
+                hooks.on_epoch_end(TrainState(
+                    epoch + 1, model.state_dict(), optimizer.state_dict(),
+                    None if scheduler is None else scheduler.state_dict(), rng, best_val_acc, best_epoch,
+                    [dict(m) for m in history]))
             if report is not None:
                 report(dict(metrics))
             if should_stop is not None and epoch + 1 < config.epochs and should_stop(dict(metrics)):

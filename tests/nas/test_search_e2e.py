@@ -263,7 +263,7 @@ def faulty_trainable() -> Callable[..., None]:
             return
 
         def fake_train(graph: Any, data: Any, train_config: Any, device: Any, report: Any, should_stop: Any = None,
-                       *, latency_repeats: int = 0) -> dict[str, Any]:
+                       *, latency_repeats: int = 0, **hooks: Any) -> dict[str, Any]:
             if trial == 1:
                 raise RuntimeError("boom while training")
             acc = float("nan") if trial == 3 else 0.1 + 0.05 * trial

@@ -229,7 +229,7 @@ def test_bad_data_is_a_value_error() -> None:
 # ----------------------------------------------------------------------------- config, device
 @pytest.mark.parametrize("field, value", [
     ("epochs", 0), ("epochs", 2.0), ("batch_size", 0), ("optimizer", "rmsprop"), ("lr", 0.0),
-    ("lr", float("nan")), ("momentum", 1.0), ("momentum", -0.1), ("weight_decay", -1e-4), ("schedule", "step"),
+    ("lr", float("nan")), ("momentum", 1.0), ("momentum", -0.1), ("weight_decay", -1e-4), ("schedule", "linear"),
     ("grad_clip", -1.0), ("label_smoothing", 1.0), ("seed", -1), ("nesterov", "yes"),
 ])
 def test_config_validation_names_the_field(field, value) -> None:

@@ -1,0 +1,96 @@
+"""The ``nas export`` subcommand: pick the architecture (and weights), then :func:`nas.export.exporter.export`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+    from search_spaces.ir import ArchGraph
+
+
+def add_parser(sub: Any, positive: Any) -> None:
+    p = sub.add_parser("export", help="write an architecture as standalone PyTorch source (+ weights), ONNX or "
+                                      "TorchScript")
+    p.add_argument("run", nargs="?", default=None, help="run directory (with --trial ID or --best)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--trial", type=int, default=None, help="trial id in the run")
+    which.add_argument("--best", action="store_true", help="the run's best trial (default for a run)")
+    p.add_argument("--graph", default=None, help="architecture graph JSON file instead of a run")
+    p.add_argument("--weights", default=None, help="safetensors weights for --graph (a compiled module's)")
+    p.add_argument("--model", default=None, help="a reference network by name (see `nas spaces`)")
+    p.add_argument("--num-classes", type=positive, default=None, help="with --model")
+    p.add_argument("--img-size", type=positive, default=None, help="with --model")
+    p.add_argument("--nb201-index", type=int, default=None, help="a NAS-Bench-201 cell in its macro skeleton")
+    p.add_argument("--table", default=None, help="NAS-Bench-201 CSV (with --nb201-index)")
+    p.add_argument("--out", required=True, help="output file: NAME.py, NAME.onnx or NAME.pt")
+    p.add_argument("--format", default="python", choices=["python", "onnx", "torchscript"])
+    p.add_argument("--seed", type=int, default=0, help="initialisation when there are no weights")
+    p.set_defaults(func=cmd_export)
+
+
+def _architecture(args: argparse.Namespace) -> tuple[ArchGraph, dict[str, torch.Tensor] | None, dict[str, Any]]:
+    """The graph, its weights (compiled-module keys) or None, and the header for the exported file."""
+    from nas.export.weights import load_weights
+    from search_spaces.ir import ArchGraph
+
+    sources = [args.run is not None, args.graph is not None, args.model is not None, args.nb201_index is not None]
+    if sum(sources) != 1:
+        raise ValueError("name exactly one architecture: a RUN directory, --graph FILE, --model NAME or "
+                         "--nb201-index I")
+    if args.run is not None:
+        from nas.show import graph_of_trial, open_run, weights_of_trial
+
+        run = open_run(args.run)
+        if args.trial is None:
+            board = run.leaderboard(1)
+            if not board:
+                raise ValueError(f"run {args.run} has no successful trial to export")
+            record = board[0]
+        else:
+            record = run.records.get(args.trial)
+            if record is None or not record.done:
+                raise ValueError(f"run {args.run} has no finished trial {args.trial}")
+        graph = graph_of_trial(run, record.trial)
+        path = weights_of_trial(run, record.trial)
+        weights = None if path is None else load_weights(path, arch_hash=graph.canonical_hash())
+        header = {"run": str(Path(args.run)), "trial": record.trial, "score": record.score,
+                  **{k: record.metrics[k] for k in ("val_acc", "best_val_acc", "params", "flops")
+                     if k in record.metrics}}
+        if weights is None:
+            header["weights"] = "none saved by the trial: seed initialisation"
+        return graph, weights, header
+    if args.graph is not None:
+        path = Path(args.graph)
+        if not path.is_file():
+            raise ValueError(f"graph file {path} does not exist")
+        graph = ArchGraph.from_json(path.read_text())
+        weights = None if args.weights is None else load_weights(Path(args.weights), arch_hash=graph.canonical_hash())
+        return graph, weights, {"graph": str(path)}
+    if args.model is not None:
+        from search_spaces.reference import create_model
+
+        kwargs = {k: v for k, v in (("num_classes", args.num_classes), ("img_size", args.img_size)) if v is not None}
+        return create_model(args.model, **kwargs), None, {"model": args.model, **kwargs}
+    if not args.table:
+        raise ValueError("--nb201-index needs --table PATH (the NAS-Bench-201 CSV)")
+    from search_spaces.spaces.nb201 import NB201Space, arch_from_index
+
+    try:
+        arch = arch_from_index(args.table, args.nb201_index)
+    except (OSError, IndexError) as err:
+        raise ValueError(str(err)) from None
+    space = NB201Space()
+    return space.to_graph(arch), None, {"nb201_index": args.nb201_index, "arch": space.to_string(arch)}
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from nas.export.exporter import export
+
+    graph, weights, header = _architecture(args)
+    for path in export(graph, args.out, args.format, weights, header, seed=args.seed):
+        print(f"wrote {path}")
+    return 0
