@@ -16,8 +16,7 @@ from typing import Any
 
 import torch
 
-from nas.export.codegen import generate_model_source
-from nas.export.exporter import class_name_for, export, write_text_atomic
+from nas.export.exporter import export, write_text_atomic
 from nas.export.weights import load_weights
 from nas.journal import atomic_write_json
 from search_spaces.compiler import GraphModule
@@ -42,21 +41,14 @@ def add_example(models_dir: Path, name: str, graph: ArchGraph, weights: dict[str
     return [graph_path, *written]
 
 
-def compiled_weights(graph: ArchGraph, exported_weights_path: Path, name: str) -> dict[str, torch.Tensor]:
-    """An example's saved weights (exported key names) mapped back to the compiled module's keys."""
-    generated = generate_model_source(graph, class_name_for(name))
-    inverse = {v: k for k, v in generated.key_map.items()}
-    state = load_weights(exported_weights_path, arch_hash=graph.canonical_hash())
-    return {inverse[k]: v for k, v in state.items()}
-
-
 def regenerate(models_dir: Path, out_dir: Path) -> list[Path]:
     """Re-export every example listed in ``models_dir``'s manifest into ``out_dir``."""
     manifest = json.loads((models_dir / MANIFEST).read_text())
     written = []
     for name, entry in sorted(manifest.items()):
         graph = ArchGraph.from_json((models_dir / entry["graph"]).read_text())
-        weights = compiled_weights(graph, models_dir / f"{name}.safetensors", name) if entry["weights"] else None
+        weights = (load_weights(models_dir / f"{name}.safetensors", arch_hash=graph.canonical_hash())
+                   if entry["weights"] else None)
         written += export(graph, out_dir / f"{name}.py", "python", weights, entry["header"])
     return written
 

@@ -82,7 +82,8 @@ def check_equivalence(model: nn.Module, compiled: GraphModule, atol: float = 1e-
 
 def export(graph: ArchGraph, out: str | Path, fmt: str = "python", weights: dict[str, torch.Tensor] | None = None,
            header: dict[str, Any] | None = None, seed: int = 0) -> list[Path]:
-    """Export ``graph`` to ``out``; ``weights`` are a compiled GraphModule's state_dict (None: seed init).
+    """Export ``graph`` to ``out``; ``weights``: a state_dict of the compiled GraphModule or of an
+    earlier export of the same graph (None: seed initialisation).
 
     Returns the written paths. Raises ValueError for an unknown format or a bad output path.
     """
@@ -96,14 +97,17 @@ def export(graph: ArchGraph, out: str | Path, fmt: str = "python", weights: dict
         raise ValueError(f"--out for format {fmt} must end in {suffix}, got {out}")
     out.parent.mkdir(parents=True, exist_ok=True)
     compiled = GraphModule(graph, seed=seed)
-    if weights is not None:
-        load_into(compiled, weights)
-    compiled.eval()
     name = class_name_for(out.stem)
     try:
         generated = generate_model_source(graph, name, header)
     except ValueError:  # the name clashes with a class the file defines (e.g. ResidualBlock)
         generated = generate_model_source(graph, f"{name}Model", header)
+    if weights is not None:
+        exported_keys = {v: k for k, v in generated.key_map.items()}
+        if set(weights) != set(generated.key_map) and set(weights) == set(exported_keys):
+            weights = {exported_keys[k]: v for k, v in weights.items()}  # weights of an earlier export
+        load_into(compiled, weights)
+    compiled.eval()
     model = exported_module(generated, compiled)
     check_equivalence(model, compiled)
     written = []

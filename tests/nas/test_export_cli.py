@@ -1,0 +1,115 @@
+"""`nas export`: every architecture source, every format, and clear errors for bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from datapaths import NB201_TABLE
+from test_export_weights import fabricated_run
+
+from nas.cli import main
+from nas.export.exporter import import_source
+from nas.export.weights import load_weights, read_metadata
+from nas.show import graph_of_trial, open_run, weights_of_trial
+from search_spaces.compiler import GraphModule
+from search_spaces.reference import create_model
+
+
+def test_export_best_trial_of_a_run_with_its_weights(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir = tmp_path / "run"
+    fabricated_run(run_dir)
+    out = tmp_path / "out" / "best_net.py"
+    assert main(["export", str(run_dir), "--best", "--out", str(out)]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    source = out.read_text()
+    run = open_run(run_dir)
+    graph = graph_of_trial(run, 0)  # trial 0 scored best (0.5)
+    assert graph.canonical_hash() in source and "trial: 0" in source
+    model = import_source(out).BestNet()
+    model.load_state_dict(load_weights(out.with_suffix(".safetensors"), arch_hash=graph.canonical_hash()))
+    compiled = GraphModule(graph)
+    compiled.load_state_dict(load_weights(weights_of_trial(run, 0)))  # type: ignore[arg-type]
+    x = torch.randn(3, *compiled.input_shape)
+    model.eval(), compiled.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), compiled(x), atol=1e-6, rtol=0)
+    assert read_metadata(out.with_suffix(".safetensors"))["class_name"] == "BestNet"
+
+
+def test_trial_without_weights_is_exported_with_seed_initialisation(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    fabricated_run(run_dir)
+    out = tmp_path / "t1.py"
+    assert main(["export", str(run_dir), "--trial", "1", "--out", str(out)]) == 0
+    assert "seed initialisation" in out.read_text() and not out.with_suffix(".safetensors").exists()
+
+
+@pytest.mark.parametrize("fmt, suffix", [("onnx", ".onnx"), ("torchscript", ".pt")])
+def test_reference_model_to_onnx_and_torchscript(tmp_path: Path, fmt: str, suffix: str) -> None:
+    out = tmp_path / f"r18{suffix}"
+    assert main(["export", "--model", "resnet18", "--num-classes", "5", "--img-size", "32", "--format", fmt,
+                 "--out", str(out)]) == 0
+    assert out.stat().st_size > 1_000_000  # 11 M parameters
+
+
+@pytest.mark.skipif(not NB201_TABLE.is_file(), reason="NB201 table not available")
+def test_nb201_cell_by_index(tmp_path: Path) -> None:
+    out = tmp_path / "cell.py"
+    assert main(["export", "--nb201-index", "6111", "--table", str(NB201_TABLE), "--out", str(out)]) == 0
+    model = import_source(out).Cell()
+    assert sum(p.numel() for p in model.parameters()) == 1_073_466
+
+
+def test_graph_file_with_weights_of_an_earlier_export(tmp_path: Path) -> None:
+    graph = create_model("resnet18_cifar", num_classes=4)
+    (tmp_path / "g.json").write_text(graph.to_json())
+    first = tmp_path / "first.py"
+    assert main(["export", "--graph", str(tmp_path / "g.json"), "--out", str(first), "--seed", "3"]) == 0
+    module = GraphModule(graph, seed=3)
+    from nas.export.weights import save_weights
+
+    save_weights(module.state_dict(), tmp_path / "w.safetensors", arch_hash=module.arch_hash)
+    assert main(["export", "--graph", str(tmp_path / "g.json"), "--weights", str(tmp_path / "w.safetensors"),
+                 "--out", str(first)]) == 0
+    again = tmp_path / "again.py"  # the exported weights (exported key names) are accepted too
+    assert main(["export", "--graph", str(tmp_path / "g.json"), "--weights", str(first.with_suffix(".safetensors")),
+                 "--out", str(again)]) == 0
+    a, b = (load_weights(p.with_suffix(".safetensors")) for p in (first, again))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nas: error: ") and err.count("\n") == 1 and "Traceback" not in err
+    return err
+
+
+def test_bad_inputs_get_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    graph = create_model("resnet18_cifar", num_classes=4)
+    (tmp_path / "g.json").write_text(graph.to_json())
+    other = GraphModule(create_model("resnet18_cifar", num_classes=5))
+    from nas.export.weights import save_weights
+
+    save_weights(other.state_dict(), tmp_path / "other.safetensors", arch_hash=other.arch_hash)
+    good = GraphModule(graph)
+    save_weights(good.state_dict(), tmp_path / "good.safetensors", arch_hash=good.arch_hash)
+    (tmp_path / "trunc.safetensors").write_bytes((tmp_path / "good.safetensors").read_bytes()[:5000])
+    out = str(tmp_path / "x.py")
+    g = str(tmp_path / "g.json")
+    assert "architecture" in _error(capsys, ["export", "--graph", g, "--weights", str(tmp_path / "other.safetensors"),
+                                             "--out", out])
+    assert "truncated or corrupted" in _error(capsys, ["export", "--graph", g, "--weights",
+                                                       str(tmp_path / "trunc.safetensors"), "--out", out])
+    assert "exactly one architecture" in _error(capsys, ["export", "--out", out])
+    assert "exactly one architecture" in _error(capsys, ["export", "--graph", g, "--model", "vgg16", "--out", out])
+    assert "must end in .onnx" in _error(capsys, ["export", "--graph", g, "--format", "onnx", "--out", out])
+    assert "does not exist" in _error(capsys, ["export", "--graph", str(tmp_path / "nope.json"), "--out", out])
+    assert "unknown reference model" in _error(capsys, ["export", "--model", "nope", "--out", out])
+    assert "not a run directory" in _error(capsys, ["export", str(tmp_path), "--out", out])
+    run_dir = tmp_path / "run"
+    fabricated_run(run_dir)
+    assert "no finished trial 7" in _error(capsys, ["export", str(run_dir), "--trial", "7", "--out", out])
+    assert not Path(out).exists()
