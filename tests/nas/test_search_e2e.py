@@ -384,3 +384,14 @@ def test_fractional_gpu_trials_train_on_cuda(tmp_path: Path, ray_tmp: Path) -> N
     for r in results.values():
         assert r["status"] == "ok", r
         assert r["metrics"]["device"].startswith("cuda"), r
+
+
+def test_asha_scheduler_runs_trials_and_records_how_far_each_got(tmp_path: Path, local_ray: None) -> None:
+    config = search_config("--trials", "4", "--epochs", "3", "--data-limit", "200", "--scheduler", "asha")
+    run = quiet_run(config, tmp_path / "run")
+    results = results_by_trial(read_journal(tmp_path / "run"))
+    assert sorted(results) == [0, 1, 2, 3] and run.num_done == 4
+    for r in results.values():
+        assert r["status"] == "ok", r
+        assert 1 <= r["metrics"]["epochs_run"] <= 3  # ASHA may stop a trial at its 1-epoch rung
+        assert r["score"] == pytest.approx(r["metrics"]["val_acc"])
