@@ -28,6 +28,7 @@ DEFAULT_STRATEGY_OPTIONS: dict[str, dict[str, Any]] = {
     "evolution": {"population_size": 10, "sample_size": 3},
     "evolution-annealed": {"population_size": 10, "sample_size": 3, "initial_mutations": 3, "rounds_per_step": 10},
     "random": {},
+    "tpe": {},
 }
 
 

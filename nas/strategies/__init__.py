@@ -7,12 +7,14 @@ from typing import Any
 from nas.strategies.base import Proposal, Strategy
 from nas.strategies.evolution import AnnealedEvolution, RegularizedEvolution
 from nas.strategies.random_search import RandomSearch
+from nas.strategies.tpe import OptunaTPE
 from search_spaces.spaces.base import SearchSpace
 
 STRATEGIES: dict[str, type[Strategy]] = {
     RegularizedEvolution.name: RegularizedEvolution,
     AnnealedEvolution.name: AnnealedEvolution,
     RandomSearch.name: RandomSearch,
+    OptunaTPE.name: OptunaTPE,
 }
 
 
@@ -25,5 +27,5 @@ def make_strategy(name: str, space: SearchSpace, seed: int = 0, **options: Any) 
     return cls(space, seed=seed, **options)
 
 
-__all__ = ["STRATEGIES", "AnnealedEvolution", "Proposal", "RandomSearch", "RegularizedEvolution", "Strategy",
-           "make_strategy"]
+__all__ = ["STRATEGIES", "AnnealedEvolution", "OptunaTPE", "Proposal", "RandomSearch", "RegularizedEvolution",
+           "Strategy", "make_strategy"]
