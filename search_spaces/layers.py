@@ -36,8 +36,11 @@ def conv_unit(in_ch: int, p: dict[str, Any]) -> nn.Module:
     return layers[0] if len(layers) == 1 else nn.Sequential(*layers)
 
 
-def sep_conv(in_ch: int, p: dict[str, Any]) -> nn.Sequential:
-    """DARTS SepConv (repeats=2) / DilConv (repeats=1): (ReLU, depthwise, pointwise, BN) x repeats."""
+def sep_conv(in_ch: int, p: dict[str, Any], affine: bool = True) -> nn.Sequential:
+    """DARTS SepConv (repeats=2) / DilConv (repeats=1): (ReLU, depthwise, pointwise, BN) x repeats.
+
+    ``affine=False`` gives parameter-free BN, as in the DARTS search network.
+    """
     k, d = p["kernel"], p["dilation"]
     pad = (k - 1) // 2 * d
     layers: list[nn.Module] = []
@@ -45,19 +48,22 @@ def sep_conv(in_ch: int, p: dict[str, Any]) -> nn.Sequential:
         out = p["out"] if r == p["repeats"] - 1 else in_ch
         stride = p["stride"] if r == 0 else 1
         layers += [nn.ReLU(), nn.Conv2d(in_ch, in_ch, k, stride, pad, d, groups=in_ch, bias=False),
-                   nn.Conv2d(in_ch, out, 1, bias=False), nn.BatchNorm2d(out)]
+                   nn.Conv2d(in_ch, out, 1, bias=False), nn.BatchNorm2d(out, affine=affine)]
     return nn.Sequential(*layers)
 
 
 class FactorizedReduce(nn.Module):
-    """(B, C, H, W) -> (B, out, H/2, W/2): ReLU, two offset stride-2 1x1 convs concatenated, BN."""
+    """(B, C, H, W) -> (B, out, H/2, W/2): ReLU, two offset stride-2 1x1 convs concatenated, BN.
 
-    def __init__(self, in_ch: int, out: int) -> None:
+    ``affine=False`` gives parameter-free BN, as in the DARTS search network.
+    """
+
+    def __init__(self, in_ch: int, out: int, affine: bool = True) -> None:
         super().__init__()
         self.relu = nn.ReLU()
         self.conv_1 = nn.Conv2d(in_ch, out // 2, 1, stride=2, bias=False)
         self.conv_2 = nn.Conv2d(in_ch, out // 2, 1, stride=2, bias=False)
-        self.bn = nn.BatchNorm2d(out)
+        self.bn = nn.BatchNorm2d(out, affine=affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(x)
