@@ -8,11 +8,12 @@ cluster. Our Searcher turns each ``suggest`` into ``SearchRun.next_trial`` and e
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -177,15 +178,47 @@ def run_on_ray(run: SearchRun, base_config: dict[str, Any], *, data: Any = None,
     once (``tune.with_parameters``), not once per trial. ``trainable`` replaces the default trial
     function (benchmarks); it receives the trial config (and ``data`` when given).
     """
-    import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    progress = progress or Progress(run.max_trials)
+    fn = trainable or trial_function
+    if data is not None:
+        fn = tune.with_parameters(fn, data=data)
+    resources = {"cpu": cpus_per_trial, "gpu": gpus_per_trial}
+    sched = (ASHAScheduler(time_attr="training_iteration", max_t=max(max_epochs, 1), grace_period=1,
+                           reduction_factor=3) if scheduler == "asha" else FIFOScheduler())
+    trials_dir = Path(run.run_dir).resolve() / "tune" / "trials"  # storage_path / name below
+    config = {**base_config, "gpus": gpus_per_trial, "trials_dir": str(trials_dir)}
+    try:
+        with ray_session(address, num_cpus):
+            tuner = tune.Tuner(
+                tune.with_resources(fn, resources),
+                tune_config=tune.TuneConfig(
+                    search_alg=_make_searcher(run, config, progress), scheduler=sched, metric="score", mode="max",
+                    num_samples=-1, max_concurrent_trials=max_concurrent, reuse_actors=True,
+                    trial_dirname_creator=lambda t: f"trial_{t.config.get('trial', t.trial_id)}"),
+                run_config=tune.RunConfig(storage_path=str(trials_dir.parent), name=trials_dir.name,
+                                          verbose=0, failure_config=tune.FailureConfig(max_failures=0)),
+            )
+            start = time.time()
+            tuner.fit()
+            progress.finish(run, time.time() - start)
+    finally:
+        run.close()
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iterator[None]:
+    """Ray for the duration of the block: join ``address`` ("auto" or host:port) or start an
+    embedded local Ray (``num_cpus`` caps it) that is shut down afterwards; an already
+    initialised Ray (tests) is used as it is and left running."""
+    import ray
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our progress line replaces Tune's tables
     for name in ("ray", "ray.tune", "ray.train"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    progress = progress or Progress(run.max_trials)
     started_ray = False
     if not ray.is_initialized():
         if address:
@@ -196,27 +229,8 @@ def run_on_ray(run: SearchRun, base_config: dict[str, Any], *, data: Any = None,
                      logging_level=logging.ERROR)
         started_ray = True
     try:
-        fn = trainable or trial_function
-        if data is not None:
-            fn = tune.with_parameters(fn, data=data)
-        resources = {"cpu": cpus_per_trial, "gpu": gpus_per_trial}
-        sched = (ASHAScheduler(time_attr="training_iteration", max_t=max(max_epochs, 1), grace_period=1,
-                               reduction_factor=3) if scheduler == "asha" else FIFOScheduler())
-        trials_dir = Path(run.run_dir).resolve() / "tune" / "trials"  # storage_path / name below
-        config = {**base_config, "gpus": gpus_per_trial, "trials_dir": str(trials_dir)}
-        tuner = tune.Tuner(
-            tune.with_resources(fn, resources),
-            tune_config=tune.TuneConfig(search_alg=_make_searcher(run, config, progress), scheduler=sched,
-                                        metric="score", mode="max", num_samples=-1,
-                                        max_concurrent_trials=max_concurrent, reuse_actors=True,
-                                        trial_dirname_creator=lambda t: f"trial_{t.config.get('trial', t.trial_id)}"),
-            run_config=tune.RunConfig(storage_path=str(trials_dir.parent), name=trials_dir.name,
-                                      verbose=0, failure_config=tune.FailureConfig(max_failures=0)),
-        )
-        start = time.time()
-        tuner.fit()
-        progress.finish(run, time.time() - start)
+        yield
     finally:
-        run.close()
         if started_ray:
             ray.shutdown()
+
