@@ -279,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("search", help="run a search (rerun the same command to resume it)")
     g = p.add_argument_group("search")
-    g.add_argument("--strategy", default="evolution", help="evolution | evolution-annealed | random | tpe")
+    g.add_argument("--strategy", default="evolution", help="evolution | evolution-annealed | random | tpe | combo")
     g.add_argument("--space", default=None, help="search space (default: macro; nb201 in benchmark mode)")
     g.add_argument("--trials", type=_positive, default=None, help="trial budget (default 20)")
     g.add_argument("--seed", type=int, default=0)

@@ -29,6 +29,7 @@ DEFAULT_STRATEGY_OPTIONS: dict[str, dict[str, Any]] = {
     "evolution-annealed": {"population_size": 10, "sample_size": 3, "initial_mutations": 3, "rounds_per_step": 10},
     "random": {},
     "tpe": {},
+    "combo": {},  # COMBO's own defaults (nas.strategies.combo.Combo)
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from nas.strategies.base import Proposal, Strategy
+from nas.strategies.combo import Combo
 from nas.strategies.evolution import AnnealedEvolution, RegularizedEvolution
 from nas.strategies.random_search import RandomSearch
 from nas.strategies.tpe import OptunaTPE
@@ -15,6 +16,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
     AnnealedEvolution.name: AnnealedEvolution,
     RandomSearch.name: RandomSearch,
     OptunaTPE.name: OptunaTPE,
+    Combo.name: Combo,
 }
 
 
@@ -27,5 +29,5 @@ def make_strategy(name: str, space: SearchSpace, seed: int = 0, **options: Any) 
     return cls(space, seed=seed, **options)
 
 
-__all__ = ["STRATEGIES", "AnnealedEvolution", "OptunaTPE", "Proposal", "RandomSearch", "RegularizedEvolution",
+__all__ = ["STRATEGIES", "AnnealedEvolution", "Combo", "OptunaTPE", "Proposal", "RandomSearch", "RegularizedEvolution",
            "Strategy", "make_strategy"]
