@@ -1,15 +1,17 @@
-"""Search spaces: NAS-Bench-201 cells, DARTS cells, and a macro space over the classic blocks."""
+"""Search spaces: NAS-Bench-201 cells, DARTS cells, COMBO's binary cells, and a macro space over the classic blocks."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from search_spaces.spaces.base import SearchSpace, Variable
+from search_spaces.spaces.binary import BinarySpace
 from search_spaces.spaces.darts import DartsSpace
 from search_spaces.spaces.macro import MacroSpace
 from search_spaces.spaces.nb201 import NB201Space
 
-SPACES: dict[str, type[SearchSpace]] = {"nb201": NB201Space, "darts": DartsSpace, "macro": MacroSpace}
+SPACES: dict[str, type[SearchSpace]] = {"nb201": NB201Space, "darts": DartsSpace, "macro": MacroSpace,
+                                        "binary": BinarySpace}
 
 
 def make_space(name: str, **kwargs: Any) -> SearchSpace:
@@ -21,4 +23,4 @@ def make_space(name: str, **kwargs: Any) -> SearchSpace:
     return cls(**kwargs)
 
 
-__all__ = ["SPACES", "DartsSpace", "MacroSpace", "NB201Space", "SearchSpace", "Variable", "make_space"]
+__all__ = ["SPACES", "BinarySpace", "DartsSpace", "MacroSpace", "NB201Space", "SearchSpace", "Variable", "make_space"]
