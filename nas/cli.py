@@ -153,23 +153,46 @@ def _fraction(text: str) -> float:
     return value
 
 
+TRAIN_DEFAULTS = {"epochs": 3, "batch_size": 64, "lr": 0.05, "weight_decay": 5e-4}
+"""Trial training defaults of the ask/tell strategies (DARTS has its own: nas.darts.search.DartsConfig)."""
+DARTS_FLAGS = ("order", "init_channels", "layers", "arch_lr", "arch_weight_decay", "train_portion", "augment",
+               "early_stop", "hessian_every")
+
+
+def _darts_options(args: argparse.Namespace) -> dict[str, Any]:
+    """DartsConfig fields given on the command line (the rest keep the paper's defaults)."""
+    options = {k: getattr(args, k) for k in (*TRAIN_DEFAULTS, *DARTS_FLAGS) if getattr(args, k) is not None}
+    if args.aux_skip:
+        options["aux_skip"] = True
+    return options
+
+
 def search_config_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The run's stored configuration (everything that changes results; see nas.run.RESUME_IGNORED_KEYS)."""
+    darts = args.strategy == "darts"
     strategy_options = {k: getattr(args, k) for k in ("population_size", "sample_size", "initial_mutations",
                                                        "rounds_per_step") if getattr(args, k) is not None}
     if args.tournament_replacement:
         strategy_options["tournament_replacement"] = True
+    if darts:
+        strategy_options.update(_darts_options(args))
+    else:
+        given = [f"--{k.replace('_', '-')}" for k in DARTS_FLAGS if getattr(args, k) is not None]
+        if given or args.aux_skip:
+            raise UsageError(f"{', '.join(given or ['--aux-skip'])}: DARTS option(s), only for --strategy darts")
     objective = {"metric": args.metric, "max_params": args.max_params, "max_mflops": args.max_mflops,
                  "max_latency_ms": args.max_latency_ms, "params_penalty": args.params_penalty,
                  "flops_penalty": args.flops_penalty, "latency_penalty": args.latency_penalty}
-    train = {"epochs": args.epochs, "batch_size": args.batch_size, "optimizer": args.optimizer, "lr": args.lr,
-             "weight_decay": args.weight_decay, "seed": args.seed}
+    train = {k: TRAIN_DEFAULTS[k] if darts or getattr(args, k) is None else getattr(args, k) for k in TRAIN_DEFAULTS}
+    train = {"epochs": train["epochs"], "batch_size": train["batch_size"], "optimizer": args.optimizer,
+             "lr": train["lr"], "weight_decay": train["weight_decay"], "seed": args.seed}
     benchmark = args.benchmark
+    space = args.space or ("nb201" if benchmark else "darts" if darts else "macro")
+    trials = args.trials if args.trials is not None else (100_000 if benchmark else 4 if darts else 20)
     return {
         "strategy": args.strategy, "strategy_options": strategy_options, "seed": args.seed,
-        "space": args.space or ("nb201" if benchmark else "macro"), "space_options": {},
-        "trials": args.trials if args.trials is not None else (100_000 if benchmark else 20),
-        "dataset": None if benchmark else args.dataset, "data_root": args.data_root,
+        "space": space, "space_options": {},
+        "trials": trials, "dataset": None if benchmark else args.dataset, "data_root": args.data_root,
         "data_options": {} if benchmark else {"val_fraction": args.val_fraction, "limit": args.data_limit},
         "train": train, "objective": objective, "scheduler": args.scheduler,
         "benchmark": benchmark, "table": str(Path(args.table).resolve()) if args.table else None,
@@ -178,7 +201,7 @@ def search_config_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from nas.engine import check_config, default_run_dir, run_benchmark, run_search
+    from nas.engine import DARTS, check_config, default_run_dir, run_benchmark, run_search
     from nas.journal import ConfigMismatch
     from nas.progress import Progress, format_table, leaderboard_rows
 
@@ -192,6 +215,14 @@ def cmd_search(args: argparse.Namespace) -> int:
                   f"{result.seconds:,.0f} of {config['time_budget']:,.0f} simulated seconds")
             print(f"  returned {run.space.to_string(result.best_arch)}")
             print(f"  12-epoch valid acc {result.best_valid_12ep:.2f}, 200-epoch test acc {result.test_acc:.2f}")
+        elif config["strategy"] == DARTS:
+            from nas.darts.runner import run_darts
+
+            run = run_darts(config, run_dir, address=args.address, cpus_per_trial=args.cpus_per_trial,
+                            gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent,
+                            download=args.download, log=(lambda line: None) if args.quiet else print)
+            print()
+            print(format_table(leaderboard_rows(run)))
         else:
             progress = Progress(config["trials"], quiet=args.quiet)
             run = run_search(config, run_dir, address=args.address, cpus_per_trial=args.cpus_per_trial,
@@ -279,9 +310,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("search", help="run a search (rerun the same command to resume it)")
     g = p.add_argument_group("search")
-    g.add_argument("--strategy", default="evolution", help="evolution | evolution-annealed | random | tpe | combo")
-    g.add_argument("--space", default=None, help="search space (default: macro; nb201 in benchmark mode)")
-    g.add_argument("--trials", type=_positive, default=None, help="trial budget (default 20)")
+    g.add_argument("--strategy", default="evolution",
+                   help="evolution | evolution-annealed | random | tpe | combo | darts")
+    g.add_argument("--space", default=None,
+                   help="search space: macro | nb201 | darts | binary (default: macro; darts for --strategy darts; "
+                        "nb201 in benchmark mode)")
+    g.add_argument("--trials", type=_positive, default=None,
+                   help="trial budget (default 20; with --strategy darts: the number of searches, default 4)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--run-dir", default=None, help="default: runs/<strategy>-<space>-<data>-seed<seed>")
     g.add_argument("--population-size", type=_positive, default=None)
@@ -295,11 +330,23 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--download", action="store_true", help="download cifar10 / mnist / fashion_mnist if missing")
     g.add_argument("--data-limit", type=_positive, default=None, help="use at most this many training samples")
     g.add_argument("--val-fraction", type=_fraction, default=0.2)
-    g.add_argument("--epochs", type=_positive, default=3)
-    g.add_argument("--batch-size", type=_positive, default=64)
+    g.add_argument("--epochs", type=_positive, default=None, help="default 3 (DARTS: 50 search epochs)")
+    g.add_argument("--batch-size", type=_positive, default=None, help="default 64")
     g.add_argument("--optimizer", default="sgd", choices=["sgd", "adam", "adamw"])
-    g.add_argument("--lr", type=_fraction, default=0.05)
-    g.add_argument("--weight-decay", type=_fraction, default=5e-4)
+    g.add_argument("--lr", type=_fraction, default=None, help="default 0.05 (DARTS: 0.025, cosine to 0.001)")
+    g.add_argument("--weight-decay", type=_fraction, default=None, help="default 5e-4 (DARTS: 3e-4)")
+    g = p.add_argument_group("DARTS (--strategy darts; defaults: the paper's)")
+    g.add_argument("--order", type=int, choices=[1, 2], default=None, help="1: first order (default), 2: second")
+    g.add_argument("--init-channels", type=_positive, default=None, help="search network channels (16)")
+    g.add_argument("--layers", type=_positive, default=None, help="search network cells (8)")
+    g.add_argument("--arch-lr", type=_fraction, default=None, help="Adam learning rate of the alphas (3e-4)")
+    g.add_argument("--arch-weight-decay", type=_fraction, default=None, help="(1e-3)")
+    g.add_argument("--train-portion", type=_fraction, default=None, help="weights' share of the train set (0.5)")
+    g.add_argument("--augment", default=None, choices=["crop-flip", "crop", "none"], help="(crop-flip)")
+    g.add_argument("--aux-skip", action="store_true", help="DARTS-: auxiliary skip decayed 1 -> 0")
+    g.add_argument("--early-stop", default=None, choices=["none", "hessian", "skips"],
+                   help="hessian: DARTS-ES (dominant eigenvalue); skips: DARTS+ (2 skip connections)")
+    g.add_argument("--hessian-every", type=int, default=None, help="log the Hessian eigenvalue every N epochs")
     g = p.add_argument_group("objective")
     g.add_argument("--metric", default="val_acc", choices=["val_acc", "best_val_acc"])
     g.add_argument("--max-params", type=_positive, default=None)

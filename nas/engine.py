@@ -33,6 +33,10 @@ DEFAULT_STRATEGY_OPTIONS: dict[str, dict[str, Any]] = {
 }
 
 
+# DARTS is not an ask/tell strategy: each of its trials is a whole search (nas.darts.runner)
+DARTS = "darts"
+STRATEGY_NAMES = sorted([*STRATEGIES, DARTS])
+
 DOWNLOADABLE = ("cifar10", "mnist", "fashion_mnist")
 # the run directory's record of how its space was built: {"space": name, "options": {...}} with the
 # dataset's input shape and classes, so a trial's exact graph can be rebuilt (nas.show.graph_of_trial)
@@ -46,8 +50,8 @@ def default_run_dir(config: dict[str, Any]) -> str:
 
 def check_config(config: dict[str, Any]) -> None:
     """ValueError with one clear line for every bad value the CLI could not catch by type."""
-    if config["strategy"] not in STRATEGIES:
-        raise ValueError(f"unknown strategy {config['strategy']!r}; choose one of {sorted(STRATEGIES)}")
+    if config["strategy"] not in STRATEGY_NAMES:
+        raise ValueError(f"unknown strategy {config['strategy']!r}; choose one of {STRATEGY_NAMES}")
     if config["space"] not in SPACES:
         raise ValueError(f"unknown search space {config['space']!r}; choose one of {sorted(SPACES)}")
     if config["trials"] < 1:
@@ -61,8 +65,18 @@ def check_config(config: dict[str, Any]) -> None:
             raise ValueError("--benchmark nb201 searches the nb201 space; pass --space nb201 (or leave it out)")
         if not config.get("table"):
             raise ValueError("--benchmark nb201 needs --table PATH (the NAS-Bench-201 CSV)")
+        if config["strategy"] == DARTS:
+            raise ValueError("--strategy darts trains a supernet on data, it does not query a table: search "
+                             "--space nb201 on a dataset and pass --table PATH (without --benchmark) to look the "
+                             "derived cell up in NAS-Bench-201")
         if not (config.get("time_budget") or 0) > 0:
             raise ValueError(f"--time-budget must be > 0 simulated seconds, got {config.get('time_budget')}")
+    if config["strategy"] == DARTS:
+        from nas.darts.adapters import adapter_for
+        from nas.darts.runner import darts_options
+
+        darts_options(config)
+        adapter_for(make_space(config["space"]))
 
 
 def build_strategy(config: dict[str, Any], space: SearchSpace) -> Any:

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from nas.engine import SPACE_FILE, build_strategy
+from nas.engine import DARTS, SPACE_FILE, build_strategy
 from nas.journal import CONFIG
 from nas.run import SearchRun
 from search_spaces.ir import ArchGraph
@@ -48,6 +48,12 @@ def open_run(run_dir: str | Path) -> SearchRun:
         raise ValueError(f"{run_dir} is not a run directory (no {CONFIG}); pass the directory `nas search` printed")
     config = _read_json(path)
     space = run_space(run_dir, config)
+    if config["strategy"] == DARTS:
+        from nas.darts.runner import DerivedArchitectures
+
+        strategy = DerivedArchitectures.from_journal(run_dir, space, config["seed"])
+        return SearchRun(run_dir, config, space, strategy, config["trials"], identify=lambda arch: ("", None),
+                         dedup=False)
     strategy = build_strategy(config, space)
     return SearchRun(run_dir, config, space, strategy, config["trials"], identify=lambda arch: ("", None))
 

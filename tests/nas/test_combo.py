@@ -368,8 +368,8 @@ def test_combo_on_the_nb201_table() -> None:
     assert len({a for a, _ in strategy.observations}) == 30
 
 
-@pytest.mark.parametrize("space_name", ["binary", "macro"])
-def test_combo_runs_on_the_binary_and_macro_spaces(space_name: str) -> None:
+@pytest.mark.parametrize("space_name", ["binary", "macro", "darts"])
+def test_combo_runs_on_the_binary_macro_and_darts_spaces(space_name: str) -> None:
     """COMBO on COMBO's own 31-bit NAS space and on the classic-block macro space (ordinal variables:
     path graphs): model-based proposals are distinct members that build into networks."""
     from search_spaces.spaces import make_space

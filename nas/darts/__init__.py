@@ -1,0 +1,15 @@
+"""DARTS (Liu, Simonyan & Yang, ICLR 2019): differentiable search over per-edge op choices.
+
+* :mod:`nas.darts.supernet`: mixed ops and the DARTS / NAS-Bench-201 search networks.
+* :mod:`nas.darts.adapters`: space <-> supernet (which ops, how to derive a member from the alphas).
+* :mod:`nas.darts.architect`: first- and second-order architecture gradients, Hessian eigenvalue.
+* :mod:`nas.darts.search`: :class:`DartsConfig` and one bilevel search (:func:`darts_search`).
+* :mod:`nas.darts.memory`: the supernet's memory estimate and the pre-launch check.
+* :mod:`nas.darts.runner`: ``nas search --strategy darts`` (searches as Ray Tune trials, journaled).
+"""
+
+from nas.darts.adapters import DartsAdapter, EdgeAdapter, NB201Adapter, adapter_for, build_supernet
+from nas.darts.search import DartsConfig, DartsResult, darts_search
+
+__all__ = ["DartsAdapter", "DartsConfig", "DartsResult", "EdgeAdapter", "NB201Adapter", "adapter_for",
+           "build_supernet", "darts_search"]
