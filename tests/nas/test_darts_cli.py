@@ -104,3 +104,13 @@ def test_bad_input_exits_2_with_one_line_and_launches_nothing(tmp_path: Path, ca
     if "--batch-size" in args:
         assert "does not fit" in line and "the largest that fits" in line
     assert not run_dir.exists()
+
+
+@pytest.mark.gpu
+def test_a_search_given_a_gpu_runs_on_cuda(tmp_path: Path, ray_tmp: Path) -> None:
+    run_dir = tmp_path / "run"
+    argv = ["search", *TINY, "--space", "nb201", "--trials", "1", "--gpus-per-trial", "1", "--run-dir", str(run_dir)]
+    done = run_nas(argv, ray_env(ray_tmp), timeout=300)
+    assert done.returncode == 0, done.stdout
+    results = events(read_journal(run_dir), "result")
+    assert len(results) == 1 and results[0]["metrics"]["device"].startswith("cuda"), results
