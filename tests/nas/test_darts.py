@@ -21,7 +21,7 @@ from nas.darts.architect import (
     first_order_grad,
     second_order_grad,
 )
-from nas.darts.memory import check_memory, estimate_memory
+from nas.darts.memory import MARGIN, check_memory, estimate_memory
 from nas.darts.search import _early_stop, split_indices
 from nas.darts.supernet import DartsSearchNetwork, MixedOp, NB201SearchNetwork, SearchNetwork, nb201_op
 from search_spaces.ir import ArchGraph
@@ -421,7 +421,9 @@ def test_memory_estimate_matches_the_analytic_figure_and_scales() -> None:
     estimate = estimate_memory(DartsSpace(), DartsConfig(), (3, 32, 32))
     assert 110e6 < estimate.per_sample < 150e6
     assert 7 * 2**30 < estimate.at(64) < 10 * 2**30
-    assert estimate.at(128) - estimate.at(64) == pytest.approx(1.1 * 64 * estimate.per_sample, rel=1e-6)
+    assert estimate.at(128) - estimate.at(64) == pytest.approx(MARGIN * 64 * estimate.per_sample, rel=1e-6)
+    second = estimate_memory(DartsSpace(), DartsConfig(order=2), (3, 32, 32))
+    assert second.per_sample == pytest.approx(1.35 * estimate.per_sample, rel=1e-6)
 
 
 def test_memory_check_refuses_an_impossible_configuration_with_a_batch_that_fits() -> None:
