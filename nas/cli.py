@@ -183,9 +183,9 @@ def search_config_from_args(args: argparse.Namespace) -> dict[str, Any]:
     objective = {"metric": args.metric, "max_params": args.max_params, "max_mflops": args.max_mflops,
                  "max_latency_ms": args.max_latency_ms, "params_penalty": args.params_penalty,
                  "flops_penalty": args.flops_penalty, "latency_penalty": args.latency_penalty}
-    train = {k: TRAIN_DEFAULTS[k] if darts or getattr(args, k) is None else getattr(args, k) for k in TRAIN_DEFAULTS}
-    train = {"epochs": train["epochs"], "batch_size": train["batch_size"], "optimizer": args.optimizer,
-             "lr": train["lr"], "weight_decay": train["weight_decay"], "seed": args.seed}
+    # DARTS keeps its own training settings in strategy_options; its "train" block is the unused default
+    given = {k: getattr(args, k) for k in TRAIN_DEFAULTS if not darts and getattr(args, k) is not None}
+    train = {**TRAIN_DEFAULTS, **given, "optimizer": args.optimizer, "seed": args.seed}
     benchmark = args.benchmark
     space = args.space or ("nb201" if benchmark else "darts" if darts else "macro")
     trials = args.trials if args.trials is not None else (100_000 if benchmark else 4 if darts else 20)

@@ -176,7 +176,7 @@ def device_for(gpus: float) -> torch.device:
     return torch.device("cpu")
 
 
-def _is_oom(error: BaseException) -> bool:
+def is_oom(error: BaseException) -> bool:
     return isinstance(error, torch.cuda.OutOfMemoryError) or (
         isinstance(error, RuntimeError) and "out of memory" in str(error).lower())
 
@@ -224,7 +224,7 @@ def train_and_evaluate(graph: ArchGraph, data: TensorDataset, config: TrainConfi
     try:
         return _train(graph, data, config, device, report, should_stop, latency_repeats, hooks)
     except RuntimeError as error:  # torch.cuda.OutOfMemoryError is a RuntimeError
-        if not _is_oom(error):
+        if not is_oom(error):
             raise
         oom = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
     # outside the except block the traceback (and with it the model, optimizer and device data of

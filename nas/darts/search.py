@@ -43,12 +43,11 @@ from torch import nn
 
 from nas.darts.adapters import EdgeAdapter, adapter_for, build_supernet
 from nas.darts.architect import dominant_hessian_eigenvalue, first_order_grad, grad, loss_on, second_order_grad
-from nas.retrain import make_augment
-from nas.trainer import TrialFailed, _is_oom
+from nas.retrain import AUGMENTS, make_augment
+from nas.trainer import TrialFailed, is_oom
 from search_spaces.spaces.base import SearchSpace
 
 EARLY_STOPS = ("none", "hessian", "skips")
-AUGMENTS = ("crop-flip", "crop", "none")
 
 
 @dataclass
@@ -226,7 +225,7 @@ def darts_search(space: SearchSpace, config: DartsConfig, train_x: torch.Tensor,
                 chosen = len(derived) - 1 - back
                 return DartsResult(derived[chosen][0], derived[chosen][1], chosen + 1, history, True, reason)
     except RuntimeError as err:
-        if _is_oom(err):
+        if is_oom(err):
             raise TrialFailed(f"out of memory at batch size {config.batch_size}: {err}") from None
         raise
     return DartsResult(derived[-1][0], derived[-1][1], len(derived), history)
