@@ -1,8 +1,9 @@
 """Dispatch overhead: 40 trials of a fixed 2-second trainable on 2 CPUs, ours vs plain Ray Tune.
 
-"Ours" is the path `nas search` takes (nas.ray_backend.run_on_ray): our Searcher serving a
-journaled SearchRun (strategy ask/tell, canonical hashing and params/FLOPs of each proposal,
-fsynced journal lines and state snapshots), with the trainable swapped for the fixed one.
+"Ours" is the path `nas search` takes (nas.Experiment -> nas.engine -> nas.ray_backend.dispatch):
+our Searcher serving a journaled SearchRun (strategy ask/tell, canonical hashing and params/FLOPs
+of each proposal, stored graphs, fsynced journal lines and state snapshots) and nas.trial.run_trial
+in the worker, with an evaluator that sleeps instead of training.
 "Plain" is ray.tune.Tuner with num_samples=40 and Tune's default variant generator, once with
 Tune's defaults and once with ``reuse_actors=True`` as ours uses (like-for-like: what our
 Searcher, journal and hashing cost on top of Tune). All run on the same embedded Ray (started
@@ -26,12 +27,8 @@ from typing import Any
 import ray
 from ray import tune
 
-from nas.engine import trial_payload
-from nas.objective import Objective
-from nas.progress import Progress
-from nas.ray_backend import run_on_ray
-from nas.run import SearchRun
-from nas.strategies import make_strategy
+import nas
+from nas.evaluators import Evaluator
 from search_spaces.spaces import make_space
 
 
@@ -51,16 +48,25 @@ def run_plain(trials: int, seconds: float, storage: Path, reuse_actors: bool | N
     return time.perf_counter() - start
 
 
+class Sleep(Evaluator):
+    """Evaluates nothing: sleeps for the fixed trial time (the graph is not even compiled)."""
+
+    name = "sleep"
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def evaluate(self, graph: Any, trial: Any) -> float:
+        time.sleep(self.seconds)
+        return 1.0
+
+
 def run_ours(trials: int, seconds: float, run_dir: Path, seed: int) -> float:
     space = make_space("macro", input_shape=(1, 8, 8), num_classes=10)
-    config = {"bench": "dispatch", "seed": seed}
-    identify, feasibility = trial_payload(space, Objective())
-    run = SearchRun(run_dir, config, space, make_strategy("evolution", space, seed=seed, population_size=10,
-                                                          sample_size=3), trials,
-                    identify=identify, feasibility=feasibility)
+    exp = nas.Experiment(space=space, evaluator=Sleep(seconds), strategy="evolution", trials=trials,
+                         run_dir=run_dir, seed=seed, resources={"cpu": 1})
     start = time.perf_counter()
-    run_on_ray(run, {"seconds": seconds}, trainable=fixed_trainable, cpus_per_trial=1,
-               progress=Progress(trials, quiet=True))
+    exp.run()
     return time.perf_counter() - start
 
 

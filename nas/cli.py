@@ -16,12 +16,32 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+
+from nas import __version__
+from nas.callbacks import LOGGERS, logger_callbacks
+from nas.config import Execution, SearchConfig, load_config_file, merge, resolve_config
+from nas.datasets import load_dataset
+from nas.evaluators import DOWNLOADABLE
+from nas.experiment import Experiment
 from nas.export.command import add_parser as add_export_parser
+from nas.progress import format_table, history_rows, leaderboard_rows, plot_progress
+from nas.retrain import load_graph_file, retrain, summary, trial_graph
+from nas.rundir import PROGRESS_PNG, RunView
+from nas.trainer import TrainConfig, TrialFailed, device_for
+from search_spaces.analysis import measure
+from search_spaces.compiler import GraphModule
+from search_spaces.errors import InputError
+from search_spaces.ir import ArchGraph
+from search_spaces.reference import create_model, list_models
+from search_spaces.spaces import SPACES, make_space
+from search_spaces.spaces.nb201 import NB201Space
 
 EXIT_BAD_INPUT = 2
 
 
-class UsageError(Exception):
+class UsageError(InputError):
     """Bad user input: reported as one line on stderr, exit code 2."""
 
 
@@ -47,11 +67,6 @@ def _positive(text: str) -> int:
 
 def _summary(arch: Any, seed: int = 0, run_forward: bool = True) -> dict[str, Any]:
     """Hash, params, FLOPs and (optionally) the output shape of a real forward pass of batch 2."""
-    import torch
-
-    from search_spaces.analysis import measure
-    from search_spaces.compiler import GraphModule
-
     cost = measure(arch)
     info: dict[str, Any] = {"hash": arch.canonical_hash()[:16], "nodes": len(arch), "params": cost.params,
                             "mflops": round(cost.flops / 1e6, 3)}
@@ -74,19 +89,12 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
 
 
 def cmd_spaces(args: argparse.Namespace) -> int:
-    from search_spaces.reference import list_models
-    from search_spaces.spaces import SPACES
-
     print("search spaces:   " + ", ".join(sorted(SPACES)))
     print("reference models: " + ", ".join(list_models()))
     return 0
 
 
 def cmd_space(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from search_spaces.spaces import make_space
-
     kwargs: dict[str, Any] = {"num_classes": args.num_classes}
     if args.input_shape is not None:
         kwargs["input_shape"] = args.input_shape
@@ -109,8 +117,6 @@ def cmd_space(args: argparse.Namespace) -> int:
 
 
 def cmd_model(args: argparse.Namespace) -> int:
-    from search_spaces.reference import create_model
-
     kwargs: dict[str, Any] = {}
     if args.num_classes is not None:
         kwargs["num_classes"] = args.num_classes
@@ -125,8 +131,6 @@ def cmd_model(args: argparse.Namespace) -> int:
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
-    from search_spaces.ir import ArchGraph
-
     path = Path(args.file)
     if not path.is_file():
         raise UsageError(f"graph file {path} does not exist; pass a JSON file written by this tool")
@@ -153,113 +157,89 @@ def _fraction(text: str) -> float:
     return value
 
 
-TRAIN_DEFAULTS = {"epochs": 3, "batch_size": 64, "lr": 0.05, "weight_decay": 5e-4}
-"""Trial training defaults of the ask/tell strategies (DARTS has its own: nas.darts.search.DartsConfig)."""
-DARTS_FLAGS = ("order", "init_channels", "layers", "arch_lr", "arch_weight_decay", "train_portion", "augment",
-               "early_stop", "hessian_every")
+STRATEGY_FLAGS = ("population_size", "sample_size", "initial_mutations", "rounds_per_step", "order", "init_channels",
+                  "layers", "arch_lr", "arch_weight_decay", "train_portion", "augment", "early_stop", "hessian_every")
+TRAIN_FLAGS = ("epochs", "batch_size", "optimizer", "lr", "weight_decay")
+DATA_FLAGS = {"dataset": "dataset", "data_root": "data_root", "val_fraction": "val_fraction", "data_limit": "limit"}
+OBJECTIVE_FLAGS = ("metric", "max_params", "max_mflops", "max_latency_ms", "params_penalty", "flops_penalty",
+                   "latency_penalty")
 
 
-def _darts_options(args: argparse.Namespace) -> dict[str, Any]:
-    """DartsConfig fields given on the command line (the rest keep the paper's defaults)."""
-    options = {k: getattr(args, k) for k in (*TRAIN_DEFAULTS, *DARTS_FLAGS) if getattr(args, k) is not None}
+def given_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given on the command line (flags left out are absent: defaults are resolved once,
+    by :func:`nas.config.resolve_config`), in the layout of a config file."""
+
+    def given(names: Any, rename: dict[str, str] | None = None) -> dict[str, Any]:
+        rename = rename or {}
+        return {rename.get(n, n): getattr(args, n) for n in names if getattr(args, n) is not None}
+
+    out: dict[str, Any] = given(("strategy", "space", "trials", "seed", "scheduler", "benchmark", "time_budget"))
+    if args.table is not None:
+        out["table"] = args.table
+    options = given(STRATEGY_FLAGS)
+    if args.tournament_replacement:
+        options["tournament_replacement"] = True
     if args.aux_skip:
         options["aux_skip"] = True
-    return options
+    for key, value in (("strategy_options", options), ("train", given(TRAIN_FLAGS)),
+                       ("data", given(DATA_FLAGS, DATA_FLAGS)), ("objective", given(OBJECTIVE_FLAGS))):
+        if value:
+            out[key] = value
+    return out
 
 
-def search_config_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """The run's stored configuration (everything that changes results; see nas.run.RESUME_IGNORED_KEYS)."""
-    darts = args.strategy == "darts"
-    strategy_options = {k: getattr(args, k) for k in ("population_size", "sample_size", "initial_mutations",
-                                                       "rounds_per_step") if getattr(args, k) is not None}
-    if args.tournament_replacement:
-        strategy_options["tournament_replacement"] = True
-    if darts:
-        strategy_options.update(_darts_options(args))
-    else:
-        given = [f"--{k.replace('_', '-')}" for k in DARTS_FLAGS if getattr(args, k) is not None]
-        if given or args.aux_skip:
-            raise UsageError(f"{', '.join(given or ['--aux-skip'])}: DARTS option(s), only for --strategy darts")
-    objective = {"metric": args.metric, "max_params": args.max_params, "max_mflops": args.max_mflops,
-                 "max_latency_ms": args.max_latency_ms, "params_penalty": args.params_penalty,
-                 "flops_penalty": args.flops_penalty, "latency_penalty": args.latency_penalty}
-    # DARTS keeps its own training settings in strategy_options; its "train" block is the unused default
-    given = {k: getattr(args, k) for k in TRAIN_DEFAULTS if not darts and getattr(args, k) is not None}
-    train = {**TRAIN_DEFAULTS, **given, "optimizer": args.optimizer, "seed": args.seed}
-    benchmark = args.benchmark
-    space = args.space or ("nb201" if benchmark else "darts" if darts else "macro")
-    trials = args.trials if args.trials is not None else (100_000 if benchmark else 4 if darts else 20)
-    return {
-        "strategy": args.strategy, "strategy_options": strategy_options, "seed": args.seed,
-        "space": space, "space_options": {},
-        "trials": trials, "dataset": None if benchmark else args.dataset, "data_root": args.data_root,
-        "data_options": {} if benchmark else {"val_fraction": args.val_fraction, "limit": args.data_limit},
-        "train": train, "objective": objective, "scheduler": args.scheduler,
-        "benchmark": benchmark, "table": str(Path(args.table).resolve()) if args.table else None,
-        "time_budget": args.time_budget if benchmark else None,
-    }
+def search_config_from_args(args: argparse.Namespace) -> SearchConfig:
+    """The run's resolved configuration: ``--config FILE`` (if any), overridden by the flags given."""
+    settings = given_settings(args)
+    if args.config is not None:
+        settings = merge(load_config_file(args.config), settings)
+    return resolve_config(settings)
+
+
+def trials_given(args: argparse.Namespace) -> bool:
+    if args.trials is not None:
+        return True
+    return args.config is not None and "trials" in load_config_file(args.config)
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from nas.engine import DARTS, check_config, default_run_dir, run_benchmark, run_search
-    from nas.journal import ConfigMismatch
-    from nas.progress import Progress, format_table, leaderboard_rows
-
     config = search_config_from_args(args)
-    check_config(config)
-    run_dir = args.run_dir or default_run_dir(config)
-    try:
-        if config["benchmark"]:
-            run, result = run_benchmark(config, run_dir)
-            print(f"NAS-Bench-201 protocol, {config['strategy']}, seed {config['seed']}: {result.queries} queries, "
-                  f"{result.seconds:,.0f} of {config['time_budget']:,.0f} simulated seconds")
-            print(f"  returned {run.space.to_string(result.best_arch)}")
-            print(f"  12-epoch valid acc {result.best_valid_12ep:.2f}, 200-epoch test acc {result.test_acc:.2f}")
-        elif config["strategy"] == DARTS:
-            from nas.darts.runner import run_darts
-
-            run = run_darts(config, run_dir, address=args.address, cpus_per_trial=args.cpus_per_trial,
-                            gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent,
-                            download=args.download, log=(lambda line: None) if args.quiet else print)
-            print()
-            print(format_table(leaderboard_rows(run)))
-        else:
-            progress = Progress(config["trials"], quiet=args.quiet)
-            run = run_search(config, run_dir, address=args.address, cpus_per_trial=args.cpus_per_trial,
-                             gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent,
-                             progress=progress, download=args.download)
-            print()
-            print(format_table(leaderboard_rows(run)))
-    except ConfigMismatch as err:
-        raise UsageError(str(err)) from None
+    execution = Execution(address=args.address, cpus_per_trial=args.cpus_per_trial,
+                          gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent,
+                          download=args.download)
+    exp = Experiment.from_config(config, args.run_dir, execution=execution, trials_explicit=trials_given(args),
+                                 callbacks=logger_callbacks(args.logger), quiet=args.quiet)
+    run_dir = exp.run_dir
+    result = exp.run(log=(lambda line: None) if args.quiet else print)
+    if result.protocol is not None:
+        protocol = result.protocol
+        print(f"NAS-Bench-201 protocol, {config.strategy}, seed {config.seed}: {protocol.queries} queries, "
+              f"{protocol.seconds:,.0f} of {config.time_budget:,.0f} simulated seconds")
+        print(f"  returned {NB201Space().to_string(protocol.best_arch)}")
+        print(f"  12-epoch valid acc {protocol.best_valid_12ep:.2f}, 200-epoch test acc {protocol.test_acc:.2f}")
+    else:
+        print()
+        print(format_table(leaderboard_rows(RunView(run_dir))))
     print(f"\nrun directory: {run_dir} (rerun the same command to resume; `nas show {run_dir}`)")
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from nas.progress import format_table, history_rows, leaderboard_rows, plot_progress
-    from nas.show import open_run
-
-    run = open_run(args.run)
+    run = RunView(args.run)
     print(f"run {args.run}: {run.num_done}/{run.max_trials} trials done, {run.num_failed} failed, "
-          f"{len(run.redispatch)} pending")
+          f"{len(run.pending)} pending")
     print("\nleaderboard:")
     print(format_table(leaderboard_rows(run, args.top)))
     if args.history:
         print("\nhistory:")
         print(format_table(history_rows(run)))
     if run.num_done:
-        print(f"\nplot: {plot_progress(run, Path(args.run) / 'progress.png')}")
+        print(f"\nplot: {plot_progress(run, Path(args.run) / PROGRESS_PNG)}")
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Retrain a graph file's or a run trial's architecture from scratch (rerun to resume)."""
-    from nas.datasets import load_dataset
-    from nas.engine import DOWNLOADABLE
-    from nas.retrain import load_graph_file, pick_trial, read_run_config, retrain, summary, trial_graph
-    from nas.trainer import TrainConfig, TrialFailed, device_for
-
     if (args.graph is None) == (args.run is None):
         raise UsageError("pass exactly one of --graph FILE.json or --run RUN")
     if args.graph is not None and (args.trial is not None or args.best):
@@ -268,26 +248,28 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UsageError("pass --trial ID or --best, not both")
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
                          weight_decay=args.weight_decay, schedule=args.schedule, seed=args.seed).validate()
-    run_config: dict[str, Any] = {}
-    graph = record = None
+    view = record = graph = None
+    run_data: dict[str, Any] = {}
     if args.graph is not None:
         graph = load_graph_file(args.graph)
     else:
-        run_config = read_run_config(args.run)
-        record = pick_trial(args.run, args.trial)
-    dataset = args.dataset or run_config.get("dataset") or ("digits" if args.graph is not None else None)
+        view = RunView(args.run)
+        record = view.pick(args.trial)
+        run_data = view.data_settings() or {}
+    dataset = args.dataset or run_data.get("dataset") or ("digits" if args.graph is not None else None)
     if dataset is None:
-        raise UsageError(f"run {args.run} has no dataset (a table-lookup benchmark run); pass --dataset")
-    same = dataset == run_config.get("dataset")
-    data_root = args.data_root or (run_config.get("data_root") if same else None)
+        raise UsageError(f"run {args.run} has no built-in dataset (a table-lookup run, or one with its own "
+                         "evaluator); pass --dataset")
+    same = dataset == run_data.get("dataset")
+    data_root = args.data_root or (run_data.get("data_root") if same else None)
     val_fraction = args.val_fraction
     if val_fraction is None:
-        val_fraction = (run_config.get("data_options") or {}).get("val_fraction") or 0.2
+        val_fraction = run_data.get("val_fraction") or 0.2
     data_options = {"val_fraction": val_fraction, "limit": args.data_limit}
     extra = {"download": True} if args.download and dataset in DOWNLOADABLE else {}
     data = load_dataset(dataset, data_root, **data_options, **extra)
-    if record is not None:
-        graph = trial_graph(run_config, record, data, verify=same)
+    if view is not None and record is not None:
+        graph = trial_graph(view, record, data, same_data=same)
         print(f"run {args.run}, trial {record.trial} (score {record.score:.4f}): {graph.name}")
     assert graph is not None
     data_info = {"dataset": dataset, "data_root": str(Path(data_root).resolve()) if data_root else None,
@@ -306,18 +288,21 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nas", description="Neural architecture search on graph search spaces.")
+    parser.add_argument("--version", action="version", version=f"nas {__version__} (distribution graphnas)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("search", help="run a search (rerun the same command to resume it)")
     g = p.add_argument_group("search")
-    g.add_argument("--strategy", default="evolution",
-                   help="evolution | evolution-annealed | random | tpe | combo | darts")
+    g.add_argument("--config", default=None, help="settings file (TOML, YAML or JSON; a run's config.json works); "
+                                                   "flags given override it")
+    g.add_argument("--strategy", default=None,
+                   help="evolution (default) | evolution-annealed | random | tpe | combo | darts")
     g.add_argument("--space", default=None,
                    help="search space: macro | nb201 | darts | binary (default: macro; darts for --strategy darts; "
                         "nb201 in benchmark mode)")
     g.add_argument("--trials", type=_positive, default=None,
                    help="trial budget (default 20; with --strategy darts: the number of searches, default 4)")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=int, default=None, help="default 0")
     g.add_argument("--run-dir", default=None, help="default: runs/<strategy>-<space>-<data>-seed<seed>")
     g.add_argument("--population-size", type=_positive, default=None)
     g.add_argument("--sample-size", type=_positive, default=None)
@@ -325,14 +310,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--initial-mutations", type=_positive, default=None, help="evolution-annealed: d")
     g.add_argument("--rounds-per-step", type=_positive, default=None, help="evolution-annealed: r")
     g = p.add_argument_group("data and training")
-    g.add_argument("--dataset", default="digits", help="digits | cifar10 | mnist | fashion_mnist | folder")
+    g.add_argument("--dataset", default=None, help="digits (default) | cifar10 | mnist | fashion_mnist | folder")
     g.add_argument("--data-root", default=None, help="directory holding the dataset files")
     g.add_argument("--download", action="store_true", help="download cifar10 / mnist / fashion_mnist if missing")
     g.add_argument("--data-limit", type=_positive, default=None, help="use at most this many training samples")
-    g.add_argument("--val-fraction", type=_fraction, default=0.2)
+    g.add_argument("--val-fraction", type=_fraction, default=None, help="default 0.2")
     g.add_argument("--epochs", type=_positive, default=None, help="default 3 (DARTS: 50 search epochs)")
     g.add_argument("--batch-size", type=_positive, default=None, help="default 64")
-    g.add_argument("--optimizer", default="sgd", choices=["sgd", "adam", "adamw"])
+    g.add_argument("--optimizer", default=None, choices=["sgd", "adam", "adamw"], help="default sgd")
     g.add_argument("--lr", type=_fraction, default=None, help="default 0.05 (DARTS: 0.025, cosine to 0.001)")
     g.add_argument("--weight-decay", type=_fraction, default=None, help="default 5e-4 (DARTS: 3e-4)")
     g = p.add_argument_group("DARTS (--strategy darts; defaults: the paper's)")
@@ -348,24 +333,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="hessian: DARTS-ES (dominant eigenvalue); skips: DARTS+ (2 skip connections)")
     g.add_argument("--hessian-every", type=int, default=None, help="log the Hessian eigenvalue every N epochs")
     g = p.add_argument_group("objective")
-    g.add_argument("--metric", default="val_acc", choices=["val_acc", "best_val_acc"])
+    g.add_argument("--metric", default=None, help="the metric to maximise: val_acc (default), best_val_acc")
     g.add_argument("--max-params", type=_positive, default=None)
     g.add_argument("--max-mflops", type=_fraction, default=None)
     g.add_argument("--max-latency-ms", type=_fraction, default=None)
-    g.add_argument("--params-penalty", type=_fraction, default=0.0, help="per million parameters")
-    g.add_argument("--flops-penalty", type=_fraction, default=0.0, help="per GFLOP")
-    g.add_argument("--latency-penalty", type=_fraction, default=0.0, help="per millisecond")
+    g.add_argument("--params-penalty", type=_fraction, default=None, help="per million parameters")
+    g.add_argument("--flops-penalty", type=_fraction, default=None, help="per GFLOP")
+    g.add_argument("--latency-penalty", type=_fraction, default=None, help="per millisecond")
     g = p.add_argument_group("execution (Ray Tune)")
     g.add_argument("--address", default=None, help="join this Ray cluster ('auto' or host:port); default: local")
     g.add_argument("--cpus-per-trial", type=_fraction, default=1.0)
     g.add_argument("--gpus-per-trial", type=_fraction, default=0.0, help="fractions allowed, e.g. 0.5")
     g.add_argument("--max-concurrent", type=_positive, default=None)
-    g.add_argument("--scheduler", default="fifo", choices=["fifo", "asha"], help="asha: early stopping")
+    g.add_argument("--scheduler", default=None, choices=["fifo", "asha"], help="asha: early stopping")
+    g.add_argument("--logger", action="append", default=[], choices=sorted(LOGGERS),
+                   help="also log trials with this Ray Tune logger (repeatable); Tune itself writes progress.csv "
+                        "and result.json per trial, and TensorBoard files when tensorboardX is installed")
     g.add_argument("--quiet", action="store_true", help="no progress line")
     g = p.add_argument_group("benchmark mode (table lookup, no Ray)")
     g.add_argument("--benchmark", default=None, help="nb201")
     g.add_argument("--table", default=None, help="NAS-Bench-201 CSV")
-    g.add_argument("--time-budget", type=_fraction, default=12_000.0, help="simulated seconds (default 12000)")
+    g.add_argument("--time-budget", type=_fraction, default=None, help="simulated seconds (default 12000)")
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("show", help="leaderboard, history and plot of a run directory")
@@ -432,12 +420,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from nas.run import ResumeError
-    from search_spaces.errors import ArchGraphError
-
     try:
         return int(args.func(args))
-    except (UsageError, ArchGraphError, ValueError, ResumeError) as err:  # ResumeError: journal vs. code
+    except InputError as err:  # the project's own bad-input errors; anything else is a bug: its traceback shows
         print(f"nas: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

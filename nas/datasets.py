@@ -36,6 +36,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from search_spaces.errors import InputError
+
 DATASETS: tuple[str, ...] = ("digits", "cifar10", "mnist", "fashion_mnist", "folder")
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -72,7 +74,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 DOWNLOAD_TIMEOUT_S = 60.0
 
 
-class DatasetError(ValueError):
+class DatasetError(InputError):
     """A dataset cannot be loaded; the message names the path, the problem and the fix."""
 
 

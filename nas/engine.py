@@ -1,156 +1,146 @@
-"""Wiring a search from its configuration: space, strategy, data, objective, run directory, backend.
+"""Wiring a search from its resolved configuration: space, evaluator, method, run directory, dispatcher.
 
-``search_config(...)`` builds the plain-data configuration stored in the run directory (a rerun
-with the same configuration resumes); ``run_search(config)`` executes it with trials on Ray Tune,
-``run_benchmark(config)`` with trials as NAS-Bench-201 table lookups.
+:func:`run_search` executes a :class:`~nas.config.SearchConfig` with trials on Ray Tune through
+the one dispatcher (:func:`nas.ray_backend.dispatch`), whatever the method: a multi-trial
+strategy (:class:`~nas.methods.multi_trial.MultiTrial`) or a one-shot method
+(:data:`nas.methods.registry.ONE_SHOT`). :func:`run_benchmark` runs NAS-Bench-201 table lookups
+under the benchmark's protocol (no Ray). Either takes the user's own space, strategy or
+evaluator objects in place of the configured built-in ones (``nas.Experiment`` passes them).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from nas.journal import atomic_write_json
-from nas.objective import Objective
+from nas.benchmarks.nb201 import NB201Table, ProtocolResult, run_protocol
+from nas.config import LOCAL, Execution, SearchConfig
+from nas.evaluators import Evaluator, Trainer
+from nas.journal import Journal
+from nas.methods.multi_trial import MultiTrial, trial_payload
+from nas.methods.registry import ONE_SHOT
 from nas.progress import Progress, plot_progress
+from nas.ray_backend import TrialSource, dispatch
 from nas.run import SearchRun
-from nas.strategies import STRATEGIES, make_strategy
-from nas.trainer import TrainConfig
-from search_spaces.analysis import Cost, measure
-from search_spaces.ir import ArchGraph
-from search_spaces.spaces import SPACES, make_space
+from nas.rundir import PROGRESS_PNG, write_space_spec
+from nas.strategies import make_strategy
+from nas.strategies.base import Strategy
+from search_spaces.errors import InputError
+from search_spaces.spaces import make_space
 from search_spaces.spaces.base import SearchSpace
 
-# evolution defaults sized for small budgets (NB-201's R_EA: P=10, S=3); the paper's P=100, S=25
-# need thousands of trials
-DEFAULT_STRATEGY_OPTIONS: dict[str, dict[str, Any]] = {
-    "evolution": {"population_size": 10, "sample_size": 3},
-    "evolution-annealed": {"population_size": 10, "sample_size": 3, "initial_mutations": 3, "rounds_per_step": 10},
-    "random": {},
-    "tpe": {},
-    "combo": {},  # COMBO's own defaults (nas.strategies.combo.Combo)
-}
+
+def resumed_trials(config: SearchConfig, run_dir: str | Path, explicit: bool) -> SearchConfig:
+    """``config`` with the stored trial budget when the run exists and no budget was given explicitly
+    (a rerun of the original command resumes an extended run instead of refusing it)."""
+    if explicit:
+        return config
+    stored = Journal(run_dir).stored_config()
+    if stored is None or not isinstance(stored.get("trials"), int):
+        return config
+    return replace(config, trials=stored["trials"])
 
 
-# DARTS is not an ask/tell strategy: each of its trials is a whole search (nas.darts.runner)
-DARTS = "darts"
-STRATEGY_NAMES = sorted([*STRATEGIES, DARTS])
-
-DOWNLOADABLE = ("cifar10", "mnist", "fashion_mnist")
-# the run directory's record of how its space was built: {"space": name, "options": {...}} with the
-# dataset's input shape and classes, so a trial's exact graph can be rebuilt (nas.show.graph_of_trial)
-SPACE_FILE = "space.json"
-
-
-def default_run_dir(config: dict[str, Any]) -> str:
-    data = config["benchmark"] or config["dataset"]
-    return str(Path("runs") / f"{config['strategy']}-{config['space']}-{data}-seed{config['seed']}")
-
-
-def check_config(config: dict[str, Any]) -> None:
-    """ValueError with one clear line for every bad value the CLI could not catch by type."""
-    if config["strategy"] not in STRATEGY_NAMES:
-        raise ValueError(f"unknown strategy {config['strategy']!r}; choose one of {STRATEGY_NAMES}")
-    if config["space"] not in SPACES:
-        raise ValueError(f"unknown search space {config['space']!r}; choose one of {sorted(SPACES)}")
-    if config["trials"] < 1:
-        raise ValueError(f"--trials must be >= 1, got {config['trials']}")
-    TrainConfig.from_dict(config["train"])
-    Objective.from_dict(config["objective"])
-    if config["benchmark"] is not None:
-        if config["benchmark"] != "nb201":
-            raise ValueError(f"unknown benchmark {config['benchmark']!r}; the only one is 'nb201'")
-        if config["space"] != "nb201":
-            raise ValueError("--benchmark nb201 searches the nb201 space; pass --space nb201 (or leave it out)")
-        if not config.get("table"):
-            raise ValueError("--benchmark nb201 needs --table PATH (the NAS-Bench-201 CSV)")
-        if config["strategy"] == DARTS:
-            raise ValueError("--strategy darts trains a supernet on data, it does not query a table: search "
-                             "--space nb201 on a dataset and pass --table PATH (without --benchmark) to look the "
-                             "derived cell up in NAS-Bench-201")
-        if not (config.get("time_budget") or 0) > 0:
-            raise ValueError(f"--time-budget must be > 0 simulated seconds, got {config.get('time_budget')}")
-    if config["strategy"] == DARTS:
-        from nas.darts.adapters import adapter_for
-        from nas.darts.runner import darts_options
-
-        darts_options(config)
-        adapter_for(make_space(config["space"]))
+def build_evaluator(config: SearchConfig, evaluator: Evaluator | None) -> Evaluator:
+    """The run's evaluator: the user's, or the built-in trainer bound to the config's data and training."""
+    if evaluator is not None:
+        if isinstance(evaluator, Trainer) and config.data is not None and config.train is not None:
+            evaluator.configure(config.data, config.train)
+        return evaluator
+    if config.data is None:
+        raise InputError(f"evaluator {config.evaluator!r} is not a built-in one: pass the evaluator object again "
+                         "(nas.Experiment(evaluator=...)) to resume this run")
+    trainer = Trainer()
+    if config.train is not None:
+        trainer.configure(config.data, config.train)
+    else:  # one-shot methods train by themselves: the trainer only loads their data
+        trainer.data_config = config.data
+    return trainer
 
 
-def build_strategy(config: dict[str, Any], space: SearchSpace) -> Any:
-    options = {**DEFAULT_STRATEGY_OPTIONS.get(config["strategy"], {}), **config["strategy_options"]}
+def build_space(config: SearchConfig, evaluator: Evaluator | None,
+                space: SearchSpace | None) -> tuple[SearchSpace, dict[str, Any] | None]:
+    """The user's space as it is, or the configured built-in one sized for the evaluator's data, with
+    the options it was built with (recorded in ``space.json``; None for a user's space)."""
+    if space is not None:
+        return space, None
+    options = dict(config.space_options)
+    if evaluator is not None and evaluator.input_shape is not None:
+        options = {"input_shape": evaluator.input_shape, "num_classes": evaluator.num_classes, **options}
+    return make_space(config.space, **options), options
+
+
+def build_strategy(config: SearchConfig, space: SearchSpace, strategy: Strategy | None = None) -> Strategy:
+    if strategy is not None:
+        return strategy
     try:
-        return make_strategy(config["strategy"], space, seed=config["seed"], **options)
+        return make_strategy(config.strategy, space, seed=config.seed, **config.strategy_options)
     except TypeError as err:
-        raise ValueError(f"bad option for strategy {config['strategy']!r}: {err}") from None
+        raise InputError(f"bad option for strategy {config.strategy!r}: {err}") from None
 
 
-def trial_payload(space: SearchSpace, objective: Objective) -> tuple[
-        Callable[[Any], tuple[str, tuple[ArchGraph, Cost | None]]], Callable[[Any], str | None]]:
-    """``identify`` and ``feasibility`` for :class:`SearchRun` when trials train graphs.
+def build_source(config: SearchConfig, run_dir: Path, *, space: SearchSpace | None = None,
+                 strategy: Strategy | None = None, evaluator: Evaluator | None = None,
+                 execution: Execution = LOCAL, log: Any = print) -> TrialSource:
+    """The search method of ``config`` as the dispatcher's :class:`TrialSource` (nothing launched)."""
+    ev = build_evaluator(config, evaluator)
+    ev.prepare(download=execution.download)
+    built, options = build_space(config, ev, space)
+    one_shot = ONE_SHOT.get(config.strategy)
+    source: TrialSource
+    if one_shot is not None:
+        if not isinstance(ev, Trainer) or ev.data is None:
+            raise InputError(f"strategy {config.strategy!r} trains its own supernet: it needs a built-in dataset")
+        source = one_shot(built, config.strategy_options, seed=config.seed, trials=config.trials, data=ev.data,
+                          run_dir=run_dir, config=config.to_dict(), table=config.table,
+                          gpus=execution.gpus_per_trial, remote=execution.address is not None, log=log)
+    else:
+        identify, feasibility = trial_payload(built, config.objective)
+        run = SearchRun(run_dir, config.to_dict(), built, build_strategy(config, built, strategy), config.trials,
+                        identify=identify, feasibility=feasibility, graph_of=lambda payload: payload[0])
+        seed = config.train.seed if config.train is not None else config.seed
+        source = MultiTrial(run, ev, config.objective, seed=seed, gpus=execution.gpus_per_trial)
+    if options is not None:  # after the run directory accepted the configuration
+        write_space_spec(run_dir, config.space, options)
+    return source
 
-    The payload is (graph, cost). Params/FLOPs are measured in the driver only when a hard limit
-    needs them before dispatch; otherwise the trial measures them on its worker, off the
-    driver's critical path (measuring costs tens of ms per graph).
-    """
-    limited = objective.max_params is not None or objective.max_mflops is not None
 
-    def identify(arch: Any) -> tuple[str, tuple[ArchGraph, Cost | None]]:
-        graph = space.to_graph(arch)
-        return graph.canonical_hash(), (graph, measure(graph) if limited else None)
-
-    def feasibility(payload: tuple[ArchGraph, Cost | None]) -> str | None:
-        cost = payload[1]
-        return None if cost is None else objective.check_limits(cost.params, cost.flops)
-
-    return identify, feasibility
-
-
-def run_search(config: dict[str, Any], run_dir: str | Path, *, address: str | None = None,
-               cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0, max_concurrent: int | None = None,
-               num_cpus: int | None = None, progress: Progress | None = None, download: bool = False,
-               trainable: Callable[..., None] | None = None) -> SearchRun:
-    """Run (or resume) a search with trials trained on Ray Tune; returns the finished run.
-
-    ``download``: fetch CIFAR-10 / MNIST / Fashion-MNIST into ``data_root`` when missing.
-    ``trainable``: replaces the default trial function (tests, benchmarks; see ``run_on_ray``).
-    """
-    from nas.datasets import load_dataset
-    from nas.ray_backend import run_on_ray
-
-    check_config(config)
-    extra = {"download": True} if download and config["dataset"] in DOWNLOADABLE else {}
-    data = load_dataset(config["dataset"], config["data_root"], **config["data_options"], **extra)
-    space_options = {"input_shape": data.input_shape, "num_classes": data.num_classes, **config["space_options"]}
-    space = make_space(config["space"], **space_options)
-    objective = Objective.from_dict(config["objective"])
-
-    identify, feasibility = trial_payload(space, objective)
-    run = SearchRun(run_dir, config, space, build_strategy(config, space), config["trials"],
-                    identify=identify, feasibility=feasibility)
-    atomic_write_json(Path(run_dir) / SPACE_FILE, {"space": config["space"], "options": space_options})
-    if run.finished:
+def run_search(config: SearchConfig, run_dir: str | Path, *, space: SearchSpace | None = None,
+               strategy: Strategy | None = None, evaluator: Evaluator | None = None,
+               execution: Execution = LOCAL, progress: Progress | None = None, callbacks: Sequence[Any] = (),
+               log: Any = print) -> SearchRun:
+    """Run (or resume) a search with trials on Ray Tune; returns the finished run."""
+    run_dir = Path(run_dir)
+    source = build_source(config, run_dir, space=space, strategy=strategy, evaluator=evaluator,
+                          execution=execution, log=log)
+    run = source.run
+    if run.finished or getattr(source, "finished", False):
         run.close()
         return run
-    base = {"train": config["train"], "objective": config["objective"], "space": config["space"],
-            "space_options": space_options}
-    run_on_ray(run, base, data=data, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
-               max_concurrent=max_concurrent, scheduler=config["scheduler"], max_epochs=config["train"]["epochs"],
-               address=address, num_cpus=num_cpus, progress=progress, trainable=trainable)
-    plot_progress(run, Path(run_dir) / "progress.png")
+    max_epochs = config.train.epochs if config.train is not None else 1
+    dispatch(source, cpus_per_trial=execution.cpus_per_trial, gpus_per_trial=execution.gpus_per_trial,
+             max_concurrent=execution.max_concurrent, scheduler=config.scheduler, max_epochs=max_epochs,
+             address=execution.address, num_cpus=execution.num_cpus,
+             progress=progress or Progress(run.max_trials, quiet=True), callbacks=callbacks)
+    if run.num_done:
+        plot_progress(run, run_dir / PROGRESS_PNG)
     return run
 
 
-def run_benchmark(config: dict[str, Any], run_dir: str | Path) -> tuple[SearchRun, Any]:
-    """NAS-Bench-201 table-lookup search under the benchmark's protocol (no Ray, no training)."""
-    from nas.benchmarks.nb201 import NB201Table, run_protocol
+def run_benchmark(config: SearchConfig, run_dir: str | Path,
+                  strategy: Strategy | None = None) -> tuple[SearchRun, ProtocolResult]:
+    """NAS-Bench-201 table-lookup search under the benchmark's protocol (no Ray, no training).
 
-    check_config(config)
-    table = NB201Table(config["table"])
+    Every query is charged, repeats included: the benchmark's protocol counts simulated training
+    time, so the engine's dedup is off here (``dedup=False``).
+    """
+    if config.table is None or config.time_budget is None:
+        raise InputError("benchmark mode needs a table and a time budget")
+    table = NB201Table(config.table)
     space = make_space("nb201")
-    run = SearchRun(run_dir, config, space, build_strategy(config, space), config["trials"],
+    run = SearchRun(run_dir, config.to_dict(), space, build_strategy(config, space, strategy), config.trials,
                     identify=lambda arch: (space.to_string(arch), arch), dedup=False, durable=False,
                     snapshot_every=0)
 
@@ -160,7 +150,7 @@ def run_benchmark(config: dict[str, Any], run_dir: str | Path) -> tuple[SearchRu
 
     done = [space.from_json(r.arch) for r in sorted(run.records.values(), key=lambda r: r.trial) if r.done]
     try:
-        result = run_protocol(ask, run.finish, table, time_budget=config["time_budget"], done=done)
+        result = run_protocol(ask, run.finish, table, time_budget=config.time_budget, done=done)
     finally:
         run.close()
     return run, result

@@ -20,12 +20,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from search_spaces.errors import InputError
+
 CONFIG = "config.json"
 JOURNAL = "journal.jsonl"
 STATE = "state.json"
 
 
-class ConfigMismatch(ValueError):
+class ConfigMismatch(InputError):
     """A run directory holds a run with a different configuration."""
 
 
@@ -81,11 +83,13 @@ class Journal:
         self._good_bytes: int | None = None  # length of the complete lines seen by the last read
 
     # ------------------------------------------------------------------ config
-    def open_config(self, config: dict[str, Any], ignore: tuple[str, ...] = ()) -> bool:
+    def open_config(self, config: dict[str, Any], ignore: tuple[str, ...] = (), grow: tuple[str, ...] = ()) -> bool:
         """Create the run dir with ``config``, or check it matches the stored one.
 
         Returns True when resuming an existing run. Keys in ``ignore`` may differ (e.g. the
-        cluster address). Raises ConfigMismatch listing the differences otherwise.
+        cluster address); keys in ``grow`` (the trial budget) may increase, and the stored config
+        is then rewritten with the larger value. Raises ConfigMismatch listing the differences
+        otherwise.
         """
         self.run_dir.mkdir(parents=True, exist_ok=True)
         path = self.run_dir / CONFIG
@@ -97,13 +101,30 @@ class Journal:
         except json.JSONDecodeError as err:
             raise ConfigMismatch(f"{path} is not valid JSON ({err}); remove the run directory or pick another") \
                 from None
-        diff = config_diff({k: v for k, v in stored.items() if k not in ignore},
-                           {k: v for k, v in config.items() if k not in ignore})
+        skip = set(ignore) | set(grow)
+        diff = config_diff({k: v for k, v in stored.items() if k not in skip},
+                           {k: v for k, v in config.items() if k not in skip})
+        for key in grow:
+            if config.get(key) is not None and stored.get(key) is not None and config[key] < stored[key]:
+                diff.append(f"{key}: {stored[key]!r} -> {config[key]!r} (a run's {key} can grow, never shrink)")
         if diff:
             raise ConfigMismatch(f"run directory {self.run_dir} holds a run with a different configuration; "
                                  f"use another --run-dir or the original flags. Differences (stored -> new): "
                                  + "; ".join(diff))
+        if any(config.get(k) != stored.get(k) for k in grow):
+            atomic_write_json(path, {**stored, **{k: config[k] for k in grow}})
         return True
+
+    def stored_config(self) -> dict[str, Any] | None:
+        """The configuration stored in the run directory, or None for a new run."""
+        path = self.run_dir / CONFIG
+        if not path.is_file():
+            return None
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ConfigMismatch(f"{path} is not valid JSON ({err}); remove the run directory or pick another") \
+                from None
 
     # ------------------------------------------------------------------ events
     def read(self) -> list[dict[str, Any]]:

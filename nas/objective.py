@@ -23,6 +23,8 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from search_spaces.errors import InputError
+
 METRICS: tuple[str, ...] = ("val_acc", "best_val_acc")
 
 
@@ -48,18 +50,18 @@ class Objective:
     def validate(self) -> Objective:
         """Raise ``ValueError`` naming the first bad field; returns ``self`` for chaining."""
         if self.metric not in METRICS:
-            raise ValueError(f"Objective.metric must be one of {METRICS}, got {self.metric!r}")
+            raise InputError(f"Objective.metric must be one of {METRICS}, got {self.metric!r}")
         if self.max_params is not None and (not isinstance(self.max_params, int) or isinstance(self.max_params, bool)
                                             or self.max_params < 1):
-            raise ValueError(f"Objective.max_params must be a positive int or None, got {self.max_params!r}")
+            raise InputError(f"Objective.max_params must be a positive int or None, got {self.max_params!r}")
         for name in ("max_mflops", "max_latency_ms"):
             value = getattr(self, name)
             if value is not None and not (_is_number(value) and value > 0):
-                raise ValueError(f"Objective.{name} must be a positive finite number or None, got {value!r}")
+                raise InputError(f"Objective.{name} must be a positive finite number or None, got {value!r}")
         for name in ("params_penalty", "flops_penalty", "latency_penalty"):
             value = getattr(self, name)
             if not (_is_number(value) and value >= 0):
-                raise ValueError(f"Objective.{name} must be a finite number >= 0, got {value!r}")
+                raise InputError(f"Objective.{name} must be a finite number >= 0, got {value!r}")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -71,7 +73,7 @@ class Objective:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"Objective: unknown field(s) {unknown}; known fields are {sorted(known)}")
+            raise InputError(f"Objective: unknown field(s) {unknown}; known fields are {sorted(known)}")
         return cls(**data).validate()
 
     @property
@@ -110,7 +112,7 @@ class Objective:
         if self.max_latency_ms is None:
             return None
         if latency_ms is None:
-            raise ValueError("Objective has a latency limit but no latency was measured")
+            raise InputError("Objective has a latency limit but no latency was measured")
         if not latency_ms <= self.max_latency_ms:  # NaN counts as over the limit
             return f"latency {latency_ms:.4g} ms > limit {self.max_latency_ms:g} ms"
         return None
@@ -120,14 +122,14 @@ class Objective:
         total = self.params_penalty * params / 1e6 + self.flops_penalty * flops / 1e9
         if self.latency_penalty > 0:
             if latency_ms is None:
-                raise ValueError("Objective has a latency penalty but no latency was measured")
+                raise InputError("Objective has a latency penalty but no latency was measured")
             total += self.latency_penalty * latency_ms
         return total
 
     def score(self, metrics: dict[str, Any], params: int, flops: int, latency_ms: float | None = None) -> float:
         """``metrics[metric]`` minus the penalties; ignores the hard limits (see :meth:`evaluate`)."""
         if self.metric not in metrics:
-            raise ValueError(f"Objective: metric {self.metric!r} missing from the trial's metrics "
+            raise InputError(f"Objective: metric {self.metric!r} missing from the trial's metrics "
                              f"(has {sorted(metrics)})")
         return float(metrics[self.metric]) - self.penalty(params, flops, latency_ms)
 

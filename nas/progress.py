@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from nas.run import SearchRun, TrialRecord
+from nas.rundir import RunRecords
 
 
 def _clock(seconds: float) -> str:
@@ -38,7 +38,7 @@ class Progress:
         self.__dict__.update(state)
         self.stream = self.stream or sys.stdout
 
-    def line(self, run: SearchRun, running: int) -> str:
+    def line(self, run: RunRecords, running: int) -> str:
         done = run.num_done
         if self.done_at_start is None:
             self.done_at_start = done
@@ -49,7 +49,7 @@ class Progress:
         return (f"trials {done}/{self.total} done, {running} running, {run.num_failed} failed | "
                 f"best {best} | elapsed {_clock(elapsed)} | ETA {eta}")
 
-    def update(self, run: SearchRun, running: int) -> None:
+    def update(self, run: RunRecords, running: int) -> None:
         if self.quiet:
             return
         done = run.num_done
@@ -61,7 +61,7 @@ class Progress:
             self.stream.flush()
         self.last_done = done
 
-    def finish(self, run: SearchRun, seconds: float) -> None:
+    def finish(self, run: RunRecords, seconds: float) -> None:
         if self.quiet:
             return
         if self.tty:
@@ -70,7 +70,7 @@ class Progress:
         self.stream.flush()
 
 
-def leaderboard_rows(run: SearchRun, top: int = 10) -> list[dict[str, Any]]:
+def leaderboard_rows(run: RunRecords, top: int = 10) -> list[dict[str, Any]]:
     rows = []
     for rank, r in enumerate(run.leaderboard(top), start=1):
         m = r.metrics
@@ -78,26 +78,17 @@ def leaderboard_rows(run: SearchRun, top: int = 10) -> list[dict[str, Any]]:
                      "val_acc": _fmt(m.get("best_val_acc", m.get("val_acc"))),
                      "params": m.get("params", "-"), "mflops": _fmt(m.get("flops", None), 1e-6, 2),
                      "epochs": m.get("epochs_run", m.get("epoch", "-")), "hash": r.hash[:12],
-                     "arch": describe_arch(run, r)})
+                     "arch": run.describe(r)})
     return rows
 
 
-def history_rows(run: SearchRun) -> list[dict[str, Any]]:
+def history_rows(run: RunRecords) -> list[dict[str, Any]]:
     rows = []
     for r in sorted(run.records.values(), key=lambda r: r.trial):
         rows.append({"trial": r.trial, "status": r.status or "pending",
                      "score": "-" if r.score is None else f"{r.score:.4f}", "t": _fmt(r.t_result, 1, 1),
-                     "hash": r.hash[:12], "note": r.reason or describe_arch(run, r)})
+                     "hash": r.hash[:12], "note": r.reason or run.describe(r)})
     return rows
-
-
-def describe_arch(run: SearchRun, record: TrialRecord) -> str:
-    try:
-        arch = run.space.from_json(record.arch)
-    except ValueError:
-        return "?"
-    to_string = getattr(run.space, "to_string", None)
-    return to_string(arch) if to_string is not None else str(arch)
 
 
 def _fmt(value: Any, scale: float = 1.0, digits: int = 4) -> str:
@@ -116,7 +107,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def plot_progress(run: SearchRun, path: str | Path) -> Path:
+def plot_progress(run: RunRecords, path: str | Path) -> Path:
     """PNG of the best score so far against trials and against wall time (journal clock)."""
     import matplotlib
 

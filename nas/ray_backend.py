@@ -1,211 +1,147 @@
-"""Trials on Ray Tune: a ``Searcher`` that serves a :class:`~nas.run.SearchRun`, and the trial function.
+"""The one dispatcher: every search method's trials on Ray Tune.
+
+A search method is a :class:`TrialSource`: it hands out the Tune config of its next trial
+(``next_config``), names the function that runs a trial in a Ray worker (``trainable``), and takes
+each intermediate (``on_result``) and final (``on_complete``) outcome. Multi-trial strategies
+(ask/tell, :mod:`nas.methods.multi_trial`) and one-shot methods (DARTS, :mod:`nas.methods.base`)
+are peers behind it; :func:`dispatch` knows neither.
 
 Ray Tune does the scheduling: resources per trial (``tune.with_resources``; fractional GPUs
 allowed), the concurrency limit, early stopping (``ASHAScheduler``), placement on any node of the
-cluster. Our Searcher turns each ``suggest`` into ``SearchRun.next_trial`` and each
-``on_trial_complete`` into ``SearchRun.finish``, so every proposal and result is journaled.
+cluster. A ``Searcher`` turns each ``suggest`` into ``next_config`` and each completion into
+``on_complete``; Tune callbacks given by the user (TensorBoard, MLflow, W&B loggers) are passed on.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from nas.progress import Progress
 from nas.run import SearchRun
-
-FAILED_SCORE = float("nan")
-TRIAL_WEIGHTS = "weights.safetensors"  # a trial's latest weights, in its Tune trial directory
+from nas.rundir import trials_dir
 
 
-class TrialWeights:
-    """Keeps a trial's latest trained weights in ``trial_dir/weights.safetensors``.
+class TrialSource(ABC):
+    """A search method as the dispatcher sees it (the contract of :func:`dispatch`).
 
-    :meth:`save` is the trainer's ``on_epoch_end`` hook: it runs after every epoch, *before* that
-    epoch's report (a scheduler may stop the trial at any report, and nothing after it runs), and
-    atomically replaces the file with the module's state dict (CPU copies; metadata: the graph's
-    canonical ``arch_hash`` and the ``epoch``). :meth:`fields` gives the report entries: ``weights``
-    (the file's path) once a save succeeded, or ``weights_error`` when the latest save failed, which
-    does not fail the trial.
+    * ``run``: the journaled run the method records into (progress and budget are read from it).
+    * ``trainable()``: the function ``fn(config)`` that runs one trial inside a Ray worker and
+      reports with ``ray.tune.report``; it must never raise for a failure of the trial itself
+      (report ``failed`` with a ``reason`` instead).
+    * ``next_config()``: the Tune config of the next trial, or None when every trial has been
+      handed out. Called whenever Tune has room for a trial.
+    * ``on_result(config, result)``: every intermediate report (default: nothing).
+    * ``on_complete(config, result, error)``: the trial's last report, or ``error`` (a reason)
+      when its worker raised or died; exactly once per trial handed out.
+
+    A config names its trial's directory under ``RUN/tune/trials`` in ``config["dirname"]``.
     """
 
-    def __init__(self, trial_dir: str | Path, arch_hash: str) -> None:
-        self.path = Path(trial_dir) / TRIAL_WEIGHTS
-        self.arch_hash = arch_hash
-        self.epoch: int | None = None
-        self.error: str | None = None
+    run: SearchRun
+    reuse_actors: bool = True
 
-    def save(self, state: Any) -> None:
-        """Save ``state.model`` (a state dict) as the weights after epoch ``state.epoch``."""
-        from nas.export.weights import save_weights
+    @abstractmethod
+    def trainable(self) -> Callable[[dict[str, Any]], None]:
+        """The trial function (any data it needs bound, e.g. with ``tune.with_parameters``)."""
 
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            save_weights(state.model, self.path, arch_hash=self.arch_hash, extra={"epoch": str(state.epoch)})
-        except Exception as err:  # e.g. a full disk: the trial's result still counts
-            self.error = f"could not save the weights after epoch {state.epoch}: {type(err).__name__}: {err}"
-            return
-        self.epoch, self.error = state.epoch, None
+    @abstractmethod
+    def next_config(self) -> dict[str, Any] | None:
+        """Config of the next trial, or None when all are handed out."""
 
-    def fields(self) -> dict[str, Any]:
-        if self.error is not None:
-            return {"weights_error": self.error}
-        return {} if self.epoch is None else {"weights": str(self.path)}
+    def on_result(self, config: dict[str, Any], result: dict[str, Any]) -> None:
+        """An intermediate report of a running trial."""
+
+    @abstractmethod
+    def on_complete(self, config: dict[str, Any], result: dict[str, Any] | None, error: str | None) -> None:
+        """A trial ended: its last report, or the reason it crashed."""
 
 
-def trial_function(config: dict[str, Any], data: Any = None) -> None:
-    """One trial inside a Ray worker: build the graph, train it, report every epoch.
 
-    The config carries plain data: the space's name and options and the architecture's encoding
-    (``space.to_json``), so the graph is rebuilt here rather than shipped through Tune.
-
-    The weights after each epoch are saved to ``weights.safetensors`` in the trial's directory
-    (``config["trials_dir"]/trial_<id>``, the Tune trial directory in the run's storage) before
-    that epoch's report, whose ``weights`` entry names the file (:class:`TrialWeights`).
-
-    Reports ``score`` (the objective) plus the trainer's metrics each epoch; a failure (exception,
-    non-finite loss, out of memory, infeasible latency) is reported as ``failed`` with a reason
-    instead of raising, so the search records why and goes on.
-    """
-    import ray
-    from ray import tune
-
-    from nas.objective import Objective
-    from nas.trainer import TrainConfig, TrialFailed, device_for, train_and_evaluate
-    from search_spaces.analysis import measure
-    from search_spaces.spaces import make_space
-
-    context = {"trial": config["trial"], "node": ray.get_runtime_context().get_node_id()}
-    objective = Objective.from_dict(config["objective"])
-    space = make_space(config["space"], **config["space_options"])
-    graph = space.to_graph(space.from_json(config["arch"]))
-    device = device_for(config["gpus"])
-    # the trial's directory in the run's storage; tune.get_context().get_trial_dir() is a staging
-    # directory under Ray's session temp dir, not copied to the storage (sync_artifacts is off)
-    trial_dir = (Path(config["trials_dir"]) / f"trial_{config['trial']}" if config.get("trials_dir")
-                 else tune.get_context().get_trial_dir())
-    weights = TrialWeights(trial_dir, graph.canonical_hash())
-
-    def report(metrics: dict[str, Any]) -> None:
-        score, reason = objective.evaluate(metrics, params=params, flops=flops, latency_ms=metrics.get("latency_ms"))
-        if score is None:
-            raise TrialFailed(reason or "objective undefined")
-        tune.report({**metrics, **context, "score": score, "failed": False, "device": str(device), "params": params,
-                     "flops": flops, **weights.fields()})
-
-    try:
-        params, flops = config.get("params"), config.get("flops")
-        if params is None or flops is None:
-            cost = measure(graph)
-            params, flops = cost.params, cost.flops
-        train_and_evaluate(graph, data, TrainConfig.from_dict(config["train"]), device, report,
-                           latency_repeats=20 if objective.needs_latency else 0, on_epoch_end=weights.save)
-    except TrialFailed as err:
-        tune.report({**context, "score": FAILED_SCORE, "failed": True, "reason": err.reason})
-    except Exception as err:  # a trial must never take the search down
-        tune.report({**context, "score": FAILED_SCORE, "failed": True, "reason": f"{type(err).__name__}: {err}"})
-    finally:
-        if device.type == "cuda":  # actors are reused across trials: hand cached blocks back
-            import torch
-
-            torch.cuda.empty_cache()
+def trial_dirname(trial: Any) -> str:
+    """A Tune trial's directory name: its config's ``dirname`` (module-level: Tune serialises it)."""
+    return str(trial.config.get("dirname") or f"trial_{trial.trial_id}")
 
 
-def _make_searcher(run: SearchRun, base_config: dict[str, Any], progress: Progress) -> Any:
+def _make_searcher(source: TrialSource, progress: Progress) -> Any:
     from ray.tune.search import Searcher
 
-    class JournalSearcher(Searcher):
-        """Serves the run's trials to Tune and journals their outcomes."""
+    class SourceSearcher(Searcher):
+        """Serves the source's trials to Tune and hands their outcomes back."""
 
         def __init__(self) -> None:
             super().__init__(metric="score", mode="max")
-            self.running: dict[str, int] = {}
+            self.running: dict[str, dict[str, Any]] = {}
 
         def suggest(self, trial_id: str) -> dict[str, Any] | None:
-            nxt = run.next_trial()
-            progress.update(run, len(self.running))
-            if nxt is None:
+            config = source.next_config()
+            progress.update(source.run, len(self.running))
+            if config is None:
                 return Searcher.FINISHED
-            record, (_graph, cost) = nxt
-            self.running[trial_id] = record.trial
-            measured = {} if cost is None else {"params": cost.params, "flops": cost.flops}
-            return {**base_config, "trial": record.trial, "arch": record.arch, **measured}
+            self.running[trial_id] = config
+            return config
+
+        def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+            config = self.running.get(trial_id)
+            if config is not None:
+                source.on_result(config, result)
 
         def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
                               error: bool = False) -> None:
-            trial = self.running.pop(trial_id, None)
-            if trial is None:
+            config = self.running.pop(trial_id, None)
+            if config is None:
                 return
             if error or result is None:
-                where = Path(run.run_dir) / "tune" / "trials" / f"trial_{trial}"
-                run.finish(trial, None, reason=f"trial raised or its worker died; see {where}/error.txt")
-            elif result.get("failed"):
-                run.finish(trial, None, reason=str(result.get("reason", "failed")), metrics=_metrics(result))
+                where = trials_dir(source.run.run_dir) / str(config.get("dirname", ""))
+                source.on_complete(config, None, f"trial raised or its worker died; see {where}/error.txt")
             else:
-                score = float(result["score"])
-                run.finish(trial, score if math.isfinite(score) else None, metrics=_metrics(result))
-            progress.update(run, len(self.running))
+                source.on_complete(config, result, None)
+            progress.update(source.run, len(self.running))
 
-    return JournalSearcher()
-
-
-_METRIC_KEYS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "best_val_acc", "epoch_seconds",
-                "latency_ms", "node", "device", "params", "flops", "weights", "weights_error")
+    return SourceSearcher()
 
 
-def _metrics(result: dict[str, Any]) -> dict[str, Any]:
-    out = {k: result[k] for k in _METRIC_KEYS if k in result}
-    if "training_iteration" in result:
-        out["epochs_run"] = result["training_iteration"]
-    return out
-
-
-def run_on_ray(run: SearchRun, base_config: dict[str, Any], *, data: Any = None,
-               trainable: Callable[..., None] | None = None, cpus_per_trial: float = 1.0,
-               gpus_per_trial: float = 0.0, max_concurrent: int | None = None, scheduler: str = "fifo",
-               max_epochs: int = 1, address: str | None = None, num_cpus: int | None = None,
-               progress: Progress | None = None) -> None:
-    """Dispatch ``run``'s trials on Ray Tune until its budget is spent.
+def dispatch(source: TrialSource, *, cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0,
+             max_concurrent: int | None = None, scheduler: str = "fifo", max_epochs: int = 1,
+             address: str | None = None, num_cpus: int | None = None, progress: Progress | None = None,
+             callbacks: Sequence[Any] = ()) -> None:
+    """Run ``source``'s trials on Ray Tune until it has handed out all of them and all have ended.
 
     ``address`` joins an existing cluster ("auto" or host:port); otherwise an embedded local Ray
-    is started (``num_cpus`` caps it) and shut down at the end. ``data`` goes to the object store
-    once (``tune.with_parameters``), not once per trial. ``trainable`` replaces the default trial
-    function (benchmarks); it receives the trial config (and ``data`` when given).
+    is started (``num_cpus`` caps it) and shut down at the end. ``scheduler="asha"`` stops
+    trials early on their ``training_iteration`` (``max_epochs`` is the longest). ``callbacks``:
+    Ray Tune callbacks (e.g. ``ray.tune.logger.TBXLoggerCallback``). The run is closed at the end.
     """
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-    progress = progress or Progress(run.max_trials)
-    fn = trainable or trial_function
-    if data is not None:
-        fn = tune.with_parameters(fn, data=data)
+    progress = progress or Progress(source.run.max_trials)
     resources = {"cpu": cpus_per_trial, "gpu": gpus_per_trial}
     sched = (ASHAScheduler(time_attr="training_iteration", max_t=max(max_epochs, 1), grace_period=1,
                            reduction_factor=3) if scheduler == "asha" else FIFOScheduler())
-    trials_dir = Path(run.run_dir).resolve() / "tune" / "trials"  # storage_path / name below
-    config = {**base_config, "gpus": gpus_per_trial, "trials_dir": str(trials_dir)}
+    storage = trials_dir(source.run.run_dir)
     try:
         with ray_session(address, num_cpus):
             tuner = tune.Tuner(
-                tune.with_resources(fn, resources),
+                tune.with_resources(source.trainable(), resources),
                 tune_config=tune.TuneConfig(
-                    search_alg=_make_searcher(run, config, progress), scheduler=sched, metric="score", mode="max",
-                    num_samples=-1, max_concurrent_trials=max_concurrent, reuse_actors=True,
-                    trial_dirname_creator=lambda t: f"trial_{t.config.get('trial', t.trial_id)}"),
-                run_config=tune.RunConfig(storage_path=str(trials_dir.parent), name=trials_dir.name,
-                                          verbose=0, failure_config=tune.FailureConfig(max_failures=0)),
+                    search_alg=_make_searcher(source, progress), scheduler=sched, metric="score", mode="max",
+                    num_samples=-1, max_concurrent_trials=max_concurrent, reuse_actors=source.reuse_actors,
+                    trial_dirname_creator=trial_dirname),
+                run_config=tune.RunConfig(storage_path=str(storage.parent), name=storage.name, verbose=0,
+                                          callbacks=list(callbacks),
+                                          failure_config=tune.FailureConfig(max_failures=0)),
             )
             start = time.time()
             tuner.fit()
-            progress.finish(run, time.time() - start)
+            progress.finish(source.run, time.time() - start)
     finally:
-        run.close()
+        source.run.close()
 
 
 @contextlib.contextmanager
@@ -233,4 +169,3 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
     finally:
         if started_ray:
             ray.shutdown()
-

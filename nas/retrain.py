@@ -1,9 +1,9 @@
 """Retraining one architecture from scratch with the full budget (``nas train``), resumably.
 
 The architecture comes from an ArchGraph JSON file (:func:`load_graph_file`) or from a search run
-(:func:`pick_trial` + :func:`trial_graph`: the journal's encoding rebuilt in the run's space for
-the dataset's input shape and classes, as :func:`nas.engine.run_search` built it). Training is
-:func:`nas.trainer.train_and_evaluate` with a per-batch augmentation (:func:`random_crop_flip`)
+(:class:`nas.rundir.RunView` + :func:`trial_graph`: the graph the search stored, or the journal's
+encoding rebuilt in the run's space for another dataset's input shape and classes). Training is
+:func:`nas.trainer.train_and_evaluate` with a per-batch augmentation (:mod:`nas.augment`)
 and a checkpoint after every epoch.
 
 Output directory::
@@ -35,76 +35,31 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.nn import functional as F
 
+from nas.augment import make_augment
 from nas.datasets import TensorDataset
-from nas.journal import CONFIG, _fsync_dir, atomic_write_json, config_diff
-from nas.run import TrialRecord
-from nas.trainer import Metrics, TrainConfig, TrainState, Transform, train_and_evaluate
+from nas.export.weights import load_into, load_weights, save_weights
+from nas.journal import _fsync_dir, atomic_write_json, config_diff
+from nas.rundir import RunView, TrialRecord, graph_path
+from nas.trainer import Metrics, TrainConfig, TrainState, train_and_evaluate
 from search_spaces.compiler import GraphModule
+from search_spaces.errors import InputError
 from search_spaces.ir import ArchGraph
+from search_spaces.spaces import make_space
 
 CHECKPOINT = "checkpoint.safetensors"
 WEIGHTS = "weights.safetensors"
 METRICS = "metrics.json"
 GRAPH = "graph.json"
 CHECKPOINT_FORMAT = "nas-retrain-checkpoint/1"
-AUGMENTS: tuple[str, ...] = ("crop-flip", "crop", "none")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A checkpoint or weights file is unreadable, or belongs to a different training."""
-
-
-# ----------------------------------------------------------------------------------------------
-# augmentation
-
-
-def crop_padding(size: int) -> int:
-    """Padding of the random crop for images whose smaller side is ``size`` pixels: 4 from 16 px
-    up (the CIFAR recipe), else ``size // 8`` but at least 1 (8x8 digits: 1)."""
-    return 4 if size >= 16 else max(1, size // 8)
-
-
-def random_crop_flip(x: torch.Tensor, generator: torch.Generator, padding: int = 4,
-                     flip: bool = True) -> torch.Tensor:
-    """Random crop with zero padding and random horizontal flip, independently per sample.
-
-    ``x``: (B, C, H, W) on any device -> (B, C, H, W) on the same device. Each sample is padded
-    by ``padding`` zeros (the channel mean, the data being normalised) on every side, an H x W
-    window at a random offset in [0, 2 * padding] is cut out, and with ``flip`` it is mirrored
-    left-right with probability 1/2. The randomness comes from ``generator`` (CPU) alone.
-    """
-    if x.ndim != 4:
-        raise ValueError(f"random_crop_flip needs images (B, C, H, W), got shape {tuple(x.shape)}")
-    b, c, h, w = x.shape
-    offsets = torch.randint(0, 2 * padding + 1, (2, b), generator=generator)  # (2, B): row, column
-    rows = offsets[0, :, None] + torch.arange(h)  # (B, H) rows of the padded image
-    cols = offsets[1, :, None] + torch.arange(w)  # (B, W)
-    if flip:
-        mirror = torch.rand(b, generator=generator) < 0.5  # (B,)
-        cols = torch.where(mirror[:, None], cols.flip(1), cols)
-    padded = F.pad(x, (padding, padding, padding, padding))  # (B, C, H + 2p, W + 2p)
-    dev = x.device
-    return padded[torch.arange(b, device=dev)[:, None, None, None], torch.arange(c, device=dev)[None, :, None, None],
-                  rows.to(dev)[:, None, :, None], cols.to(dev)[:, None, None, :]]
-
-
-def make_augment(kind: str, input_shape: tuple[int, ...]) -> Transform | None:
-    """The training transform for ``--augment kind`` on samples of ``input_shape`` (C, H, W)."""
-    if kind not in AUGMENTS:
-        raise ValueError(f"unknown augmentation {kind!r}; choose one of {', '.join(AUGMENTS)}")
-    if kind == "none":
-        return None
-    if len(input_shape) != 3:
-        raise ValueError(f"augmentation {kind!r} needs image samples (C, H, W), got {tuple(input_shape)}; "
-                         "pass --augment none")
-    return partial(random_crop_flip, padding=crop_padding(min(input_shape[1:])), flip=kind == "crop-flip")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -246,8 +201,6 @@ def load_checkpoint(path: Path) -> Checkpoint | None:
 def load_trained(out_dir: str | Path) -> GraphModule:
     """The network a finished retraining in ``out_dir`` produced (graph.json + weights.safetensors), in
     eval mode; ValueError (one line) when a file is missing, damaged or of another architecture."""
-    from nas.export.weights import load_into, load_weights
-
     out = Path(out_dir)
     graph = load_graph_file(out / GRAPH)
     model = GraphModule(graph)
@@ -263,64 +216,29 @@ def load_graph_file(path: str | Path) -> ArchGraph:
     """An ArchGraph JSON file (``nas model --json-out``, ``nas space --json-out``), validated."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"graph file {path} does not exist; pass a JSON file written by "
+        raise InputError(f"graph file {path} does not exist; pass a JSON file written by "
                          "`nas model --json-out` or `nas space --json-out`")
     graph = ArchGraph.from_json(path.read_text())
     graph.validate()
     return graph
 
 
-def read_run_config(run_dir: str | Path) -> dict[str, Any]:
-    """The stored configuration of a search run directory; ValueError if it is not one."""
-    path = Path(run_dir) / CONFIG
-    if not path.is_file():
-        raise ValueError(f"{run_dir} is not a run directory (no {CONFIG}); pass the directory `nas search` printed")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err})") from None
-
-
-def pick_trial(run_dir: str | Path, trial: int | None = None) -> TrialRecord:
-    """Trial ``trial`` of the run, or its best (highest score among status "ok", lowest id on ties).
-
-    ValueError when the trial does not exist, has no result yet or failed.
-    """
-    from nas.show import open_run
-
-    run = open_run(run_dir)
-    if trial is None:
-        board = run.leaderboard(top=1)
-        if not board:
-            raise ValueError(f"run {run_dir} has no successful trial yet ({run.num_done} done, "
-                             f"{run.num_failed} failed); pass --trial ID or wait for the search")
-        return board[0]
-    record = run.records.get(trial)
-    if record is None:
-        ids = sorted(run.records)
-        known = f"trials {ids[0]}..{ids[-1]}" if ids else "no trials"
-        raise ValueError(f"run {run_dir} has no trial {trial} ({known}); see `nas show {run_dir} --history`")
-    if not record.done:
-        raise ValueError(f"trial {trial} of run {run_dir} has no result yet; pick a finished trial")
-    if record.score is None:
-        raise ValueError(f"trial {trial} of run {run_dir} failed ({record.reason or 'no reason recorded'}); "
-                         "pick another (see `nas show`)")
-    return record
-
-
-def trial_graph(config: dict[str, Any], record: TrialRecord, data: TensorDataset, verify: bool = True) -> ArchGraph:
-    """The graph of a run's trial, built by the run's space for ``data``'s input shape and classes.
-
-    With ``verify`` (``data`` is the run's dataset) the graph's canonical hash must equal the
-    journal's: otherwise the space's code changed since the search and the graph would differ.
-    """
-    from search_spaces.spaces import make_space
-
-    options = {"input_shape": data.input_shape, "num_classes": data.num_classes, **config.get("space_options", {})}
-    space = make_space(config["space"], **options)
-    graph = space.to_graph(space.from_json(record.arch))
-    if verify and not config.get("benchmark") and graph.canonical_hash() != record.hash:
-        raise ValueError(f"trial {record.trial}'s architecture rebuilds to a different graph than the search "
+def trial_graph(view: RunView, record: TrialRecord, data: TensorDataset, same_data: bool = True) -> ArchGraph:
+    """The graph of a run's trial for ``data``: the one the search stored when ``data`` is the run's
+    dataset or the run's space is a user's, else its architecture rebuilt by the run's built-in space
+    for ``data``'s input shape and classes. With ``same_data`` a rebuilt graph must have the
+    journal's canonical hash."""
+    stored = graph_path(view.run_dir, record.hash).is_file()
+    if same_data and stored:
+        return view.graph(record.trial)
+    space = view.builtin_space()
+    if space is None:  # a user's space: its graph is the one stored (the trainer checks it fits the data)
+        return view.graph(record.trial)
+    options = {k: v for k, v in view.config.get("space_options", {}).items() if k not in ("input_shape", "num_classes")}
+    rebuilt = make_space(space.name, input_shape=data.input_shape, num_classes=data.num_classes, **options)
+    graph = rebuilt.to_graph(rebuilt.from_json(record.arch))
+    if same_data and not view.is_benchmark and graph.canonical_hash() != record.hash:
+        raise InputError(f"trial {record.trial}'s architecture rebuilds to a different graph than the search "
                          f"trained (hash {graph.canonical_hash()[:16]} vs {record.hash[:16]}): the search space's "
                          "code changed since; export the graph with a matching version instead")
     return graph
@@ -347,7 +265,7 @@ def retrain(graph: ArchGraph, data: TensorDataset, out_dir: str | Path, config: 
     transform = make_augment(augment, data.input_shape)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
-        raise ValueError(f"output directory {out} is a file; pass a directory")
+        raise InputError(f"output directory {out} is a file; pass a directory")
     out.mkdir(parents=True, exist_ok=True)
     identity = {"arch_hash": graph.canonical_hash(), "train": config.to_dict(), "augment": augment,
                 "data": {**(data_info or {}), "name": data.name, "input_shape": list(data.input_shape),
@@ -391,8 +309,6 @@ def _progress_line(m: Metrics, epochs: int) -> str:
 
 def _finish(out: Path, graph: ArchGraph, state: TrainState, identity: dict[str, Any]) -> dict[str, Any]:
     """Write weights.safetensors and metrics.json from the final state; returns the final metrics."""
-    from nas.export.weights import save_weights
-
     model = GraphModule(graph)
     model.load_state_dict(state.model)  # also checks that the weights fit the compiled graph
     params = sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -19,12 +19,13 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nas.journal import Journal
+from nas.rundir import RunRecords, TrialRecord, write_graph
 from nas.strategies.base import Strategy, is_failure
+from search_spaces.errors import InputError
 from search_spaces.ir import ArchGraph
 from search_spaces.spaces.base import SearchSpace
 
@@ -43,77 +44,41 @@ def graph_identity(space: SearchSpace) -> Callable[[Hashable], tuple[str, ArchGr
 RESUME_IGNORED_KEYS = ("address", "cpus_per_trial", "gpus_per_trial", "max_concurrent", "verbose")
 
 
-class ResumeError(RuntimeError):
+class ResumeError(InputError):
     """The journal cannot be replayed with the current code and configuration."""
 
 
-@dataclass
-class TrialRecord:
-    trial: int
-    arch: dict[str, Any]
-    hash: str
-    status: str | None = None  # None while pending; "ok" | "failed" | "cached"
-    score: float | None = None
-    reason: str | None = None
-    metrics: dict[str, Any] = field(default_factory=dict)
-    t_propose: float = 0.0
-    t_result: float | None = None
-
-    @property
-    def done(self) -> bool:
-        return self.status is not None
-
-
-class SearchRun:
+class SearchRun(RunRecords):
     """Strategy, journal, dedup cache and budget of one run directory (see module docstring)."""
 
     def __init__(self, run_dir: str | Path, config: dict[str, Any], space: SearchSpace, strategy: Strategy,
                  max_trials: int, durable: bool = True,
                  identify: Callable[[Hashable], tuple[str, Any]] | None = None,
                  feasibility: Callable[[Any], str | None] | None = None, dedup: bool = True,
-                 snapshot_every: int = 1) -> None:
+                 snapshot_every: int = 1, graph_of: Callable[[Any], ArchGraph | None] | None = None) -> None:
         """``identify(arch) -> (hash, payload)``: the dedup key and what a dispatcher needs to run the
         trial (default: canonical graph hash and the ArchGraph). ``feasibility(payload)`` returns a
         reason when the trial must fail without running (e.g. a params limit), else None.
         ``dedup=False`` runs repeated architectures again (tabular protocols charge every query).
-        ``snapshot_every``: save the strategy's state every N results (0: only at close)."""
+        ``snapshot_every``: save the strategy's state every N results (0: only at close).
+        ``graph_of(payload)``: the graph to store in ``graphs/`` when a trial is handed out (so any
+        reader rebuilds it without the space). A larger ``config["trials"]`` than the stored one
+        extends the run (``max_trials`` follows it)."""
         if max_trials < 1:
-            raise ValueError(f"max_trials must be >= 1, got {max_trials}")
+            raise InputError(f"max_trials must be >= 1, got {max_trials}")
+        super().__init__(run_dir, max_trials)
         self.space = space
         self.strategy = strategy
-        self.max_trials = max_trials
         self.identify = identify or graph_identity(space)
+        self.graph_of = graph_of
         self.feasibility = feasibility
         self.dedup = dedup
         self.snapshot_every = snapshot_every
         self.journal = Journal(run_dir, durable=durable)
-        self.resumed = self.journal.open_config(config, ignore=RESUME_IGNORED_KEYS)
-        self.records: dict[int, TrialRecord] = {}
+        self.resumed = self.journal.open_config(config, ignore=RESUME_IGNORED_KEYS, grow=("trials",))
         self.cache: dict[str, TrialRecord] = {}
         self.redispatch: deque[int] = deque()
-        self.best: TrialRecord | None = None
         self._restore()
-
-    # ------------------------------------------------------------------ counts
-    @property
-    def run_dir(self) -> Path:
-        return self.journal.run_dir
-
-    @property
-    def num_proposed(self) -> int:
-        return len(self.records)
-
-    @property
-    def num_done(self) -> int:
-        return sum(r.done for r in self.records.values())
-
-    @property
-    def num_failed(self) -> int:
-        return sum(r.status == "failed" or (r.status == "cached" and r.score is None) for r in self.records.values())
-
-    @property
-    def finished(self) -> bool:
-        return self.num_done >= self.max_trials
 
     # ------------------------------------------------------------------ trials
     def next_trial(self) -> tuple[TrialRecord, Any] | None:
@@ -126,10 +91,14 @@ class SearchRun:
                 return None
             proposal = self.strategy.ask()
             key, payload = self.identify(proposal.arch)
-            record = TrialRecord(proposal.trial_id, self.space.to_json(proposal.arch), key)
-            self.records[record.trial] = record
-            self.journal.append({"event": "propose", "trial": record.trial, "arch": record.arch,
-                                 "hash": record.hash})
+            event = {"event": "propose", "trial": proposal.trial_id, "arch": self.space.to_json(proposal.arch),
+                     "hash": key}
+            event["label"] = self._label(proposal.arch)
+            graph = self.graph_of(payload) if self.graph_of is not None else None
+            if graph is not None:
+                write_graph(self.run_dir, key, graph)  # before the journal names it
+            self.journal.append(event)
+            record = self._add_proposal(event)
             record.t_propose = self._clock()
             earlier = self.cache.get(record.hash) if self.dedup else None
             if earlier is not None:
@@ -165,11 +134,13 @@ class SearchRun:
 
     def _apply_result(self, record: TrialRecord, status: str, score: float | None, reason: str | None,
                       metrics: dict[str, Any]) -> None:
-        record.status, record.score, record.reason, record.metrics = status, score, reason, metrics
+        super()._apply_result(record, status, score, reason, metrics)
         if status != "cached":
             self.cache.setdefault(record.hash, record)
-        if score is not None and (self.best is None or score > self.best.score):  # type: ignore[operator]
-            self.best = record
+
+    def _label(self, arch: Hashable) -> str:
+        to_string = getattr(self.space, "to_string", None)
+        return str(to_string(arch)) if to_string is not None else str(arch)
 
     def close(self) -> None:
         if self.journal.lines:
@@ -190,8 +161,7 @@ class SearchRun:
         for line, event in enumerate(events):
             kind = event.get("event")
             if kind == "propose":
-                record = TrialRecord(event["trial"], event["arch"], event["hash"], t_propose=event.get("t", 0.0))
-                self.records[record.trial] = record
+                record = self._add_proposal(event)
                 if line >= replay_from:
                     proposal = self.strategy.ask()
                     if proposal.trial_id != record.trial or self.space.to_json(proposal.arch) != record.arch:
@@ -209,8 +179,3 @@ class SearchRun:
         self.redispatch = deque(sorted(t for t, r in self.records.items() if not r.done))
         if events:
             self.journal.set_time_offset(float(events[-1].get("t", 0.0)))
-
-    # ------------------------------------------------------------------ reporting
-    def leaderboard(self, top: int = 10) -> list[TrialRecord]:
-        scored = [r for r in self.records.values() if r.score is not None and r.status == "ok"]
-        return sorted(scored, key=lambda r: (-r.score, r.trial))[:top]  # type: ignore[operator]

@@ -44,7 +44,7 @@ from torch import nn
 
 from nas.datasets import TensorDataset
 from search_spaces.compiler import GraphModule
-from search_spaces.errors import ArchGraphError
+from search_spaces.errors import ArchGraphError, InputError
 from search_spaces.ir import ArchGraph
 
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam", "adamw")
@@ -108,9 +108,9 @@ class TrainConfig:
         _check_float("grad_clip", self.grad_clip, 0.0)
         _check_float("label_smoothing", self.label_smoothing, 0.0, 1.0, high_open=True)
         if not isinstance(self.nesterov, bool):
-            raise ValueError(f"TrainConfig.nesterov must be a bool, got {self.nesterov!r}")
+            raise InputError(f"TrainConfig.nesterov must be a bool, got {self.nesterov!r}")
         if self.optimizer == "sgd" and self.nesterov and self.momentum == 0:
-            raise ValueError("TrainConfig.nesterov needs momentum > 0 with optimizer 'sgd' "
+            raise InputError("TrainConfig.nesterov needs momentum > 0 with optimizer 'sgd' "
                              "(set nesterov=False or a positive momentum)")
         return self
 
@@ -123,18 +123,18 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"TrainConfig: unknown field(s) {unknown}; known fields are {sorted(known)}")
+            raise InputError(f"TrainConfig: unknown field(s) {unknown}; known fields are {sorted(known)}")
         return cls(**data).validate()
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"TrainConfig.{name} must be an int >= {minimum}, got {value!r}")
+        raise InputError(f"TrainConfig.{name} must be an int >= {minimum}, got {value!r}")
 
 
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise ValueError(f"TrainConfig.{name} must be one of {choices}, got {value!r}")
+        raise InputError(f"TrainConfig.{name} must be one of {choices}, got {value!r}")
 
 
 def _check_float(name: str, value: Any, low: float, high: float = math.inf, low_open: bool = False,
@@ -145,7 +145,7 @@ def _check_float(name: str, value: Any, low: float, high: float = math.inf, low_
     if not ok:
         lo = f"{'>' if low_open else '>='} {low:g}"
         hi = "" if high == math.inf else f" and {'<' if high_open else '<='} {high:g}"
-        raise ValueError(f"TrainConfig.{name} must be a finite number {lo}{hi}, got {value!r}")
+        raise InputError(f"TrainConfig.{name} must be a finite number {lo}{hi}, got {value!r}")
 
 
 @dataclass
@@ -218,7 +218,7 @@ def train_and_evaluate(graph: ArchGraph, data: TensorDataset, config: TrainConfi
     device = torch.device(device)
     _check_data(data)
     if resume is not None and not 1 <= resume.epoch < config.epochs:
-        raise ValueError(f"cannot resume after epoch {resume.epoch} of a {config.epochs}-epoch training")
+        raise InputError(f"cannot resume after epoch {resume.epoch} of a {config.epochs}-epoch training")
     hooks = _Hooks(transform, on_epoch_end, resume)
     oom: str | None = None
     try:
@@ -236,19 +236,19 @@ def train_and_evaluate(graph: ArchGraph, data: TensorDataset, config: TrainConfi
 def _check_data(data: TensorDataset) -> None:
     for split, x, y in (("train", data.train_x, data.train_y), ("val", data.val_x, data.val_y)):
         if x.ndim < 2 or len(x) == 0:
-            raise ValueError(f"dataset {data.name!r}: the {split} split is empty or has no sample dimension "
+            raise InputError(f"dataset {data.name!r}: the {split} split is empty or has no sample dimension "
                              f"(x shape {tuple(x.shape)})")
         if y.shape != (len(x),):
-            raise ValueError(f"dataset {data.name!r}: {split} labels have shape {tuple(y.shape)}, "
+            raise InputError(f"dataset {data.name!r}: {split} labels have shape {tuple(y.shape)}, "
                              f"expected ({len(x)},)")
         if y.is_floating_point() or y.min() < 0 or y.max() >= data.num_classes:
-            raise ValueError(f"dataset {data.name!r}: {split} labels must be integers in "
+            raise InputError(f"dataset {data.name!r}: {split} labels must be integers in "
                              f"[0, {data.num_classes}), got range [{y.min().item()}, {y.max().item()}]")
     if tuple(data.val_x.shape[1:]) != tuple(data.train_x.shape[1:]):
-        raise ValueError(f"dataset {data.name!r}: val samples {tuple(data.val_x.shape[1:])} differ from "
+        raise InputError(f"dataset {data.name!r}: val samples {tuple(data.val_x.shape[1:])} differ from "
                          f"train samples {tuple(data.train_x.shape[1:])}")
     if len(data.train_x) < 2:
-        raise ValueError(f"dataset {data.name!r}: need at least 2 training samples, got {len(data.train_x)}")
+        raise InputError(f"dataset {data.name!r}: need at least 2 training samples, got {len(data.train_x)}")
 
 
 def _compile(graph: ArchGraph, data: TensorDataset, seed: int) -> GraphModule:
@@ -452,7 +452,7 @@ def measure_latency_ms(module: nn.Module, input_shape: Sequence[int], device: to
     and the global RNG is not used (the input comes from a private generator).
     """
     if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats}")
+        raise InputError(f"repeats must be >= 1, got {repeats}")
     device = torch.device(device)
     was_training = module.training
     module.to(device).eval()

@@ -7,7 +7,13 @@ produced the graph) can see what to fix without reading a traceback.
 from __future__ import annotations
 
 
-class ArchGraphError(ValueError):
+class InputError(ValueError):
+    """Bad input from a user (a value, a file, a configuration): its message is one line that says
+    what was wrong, where, and what to do. The root of every error the ``nas`` command reports
+    without a traceback; anything else escaping is a bug and shows its traceback."""
+
+
+class ArchGraphError(InputError):
     """Base class: an architecture graph is invalid. ``node`` is the offending node id (or None)."""
 
     kind = "invalid graph"

@@ -21,6 +21,7 @@ from typing import Any
 
 import networkx as nx
 
+from search_spaces.canonical import canonical_hash
 from search_spaces.errors import (
     ArchGraphError,
     BadParameterError,
@@ -211,8 +212,6 @@ class ArchGraph:
     # ----------------------------------------------------------------------------- identity
     def canonical_hash(self) -> str:
         """Hex digest equal for isomorphic graphs; see :mod:`search_spaces.canonical`."""
-        from search_spaces.canonical import canonical_hash
-
         return canonical_hash(self)
 
     # ----------------------------------------------------------------------------- JSON

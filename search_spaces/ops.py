@@ -22,6 +22,7 @@ from typing import Any
 from search_spaces.errors import (
     BadParameterError,
     ChannelMismatchError,
+    InputError,
     ResolutionMismatchError,
     UnknownOpError,
 )
@@ -46,7 +47,7 @@ class Shape:
     def of(dims: tuple[int, ...] | list[int]) -> Shape:
         kind = {3: "map", 2: "tokens", 1: "vec"}.get(len(dims))
         if kind is None or any(int(d) < 1 for d in dims):
-            raise ValueError(f"shape must be (C,H,W), (N,D) or (D,) of positive ints, got {dims}")
+            raise InputError(f"shape must be (C,H,W), (N,D) or (D,) of positive ints, got {dims}")
         return Shape(kind, tuple(int(d) for d in dims))
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from nas.strategies.base import Strategy
+from search_spaces.errors import InputError
 from search_spaces.spaces.nb201 import NB201Arch, parse_arch_string
 
 REQUIRED_COLUMNS = ("index", "arch", "valid_acc", "valid_acc_12ep", "test_acc", "train_seconds_200ep")
@@ -25,7 +26,7 @@ PROTOCOL_EPOCHS = 12
 FULL_EPOCHS = 200
 
 
-class TableError(ValueError):
+class TableError(InputError):
     """The benchmark table is missing or malformed (message names the file, line and column)."""
 
 
@@ -49,7 +50,7 @@ class NB201Table:
                     for col in rows:
                         value = float(row[col])
                         if not math.isfinite(value):
-                            raise ValueError(f"{col} is {value}")
+                            raise InputError(f"{col} is {value}")
                         rows[col].append(value)
                 except (ValueError, TypeError) as err:
                     raise TableError(f"{self.path}, line {line}: {err}") from None
@@ -126,7 +127,7 @@ def run_protocol(ask: Callable[[], tuple[int, NB201Arch] | None], tell: Callable
             break
         tell(trial, charge(row))
     if incumbent is None:
-        raise ValueError(f"time budget {time_budget} s is smaller than the cost of the first query")
+        raise InputError(f"time budget {time_budget} s is smaller than the cost of the first query")
     return ProtocolResult(best_arch=table.archs[incumbent[0]], best_valid_12ep=incumbent[1],
                           test_acc=float(table.test_acc[incumbent[0]]), queries=queries, seconds=spent,
                           best_test_by_query=trace)

@@ -5,7 +5,7 @@
 * :mod:`nas.darts.architect`: first- and second-order architecture gradients, Hessian eigenvalue.
 * :mod:`nas.darts.search`: :class:`DartsConfig` and one bilevel search (:func:`darts_search`).
 * :mod:`nas.darts.memory`: the supernet's memory estimate and the pre-launch check.
-* :mod:`nas.darts.runner`: ``nas search --strategy darts`` (searches as Ray Tune trials, journaled).
+* :mod:`nas.darts.method`: ``nas search --strategy darts`` (a one-shot method: searches as Ray Tune trials).
 """
 
 from nas.darts.adapters import DartsAdapter, EdgeAdapter, NB201Adapter, adapter_for, build_supernet

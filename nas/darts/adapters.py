@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from nas.darts.supernet import DartsSearchNetwork, NB201SearchNetwork, SearchNetwork
+from search_spaces.errors import InputError
 from search_spaces.spaces.base import SearchSpace
 from search_spaces.spaces.darts import CONCAT, PRIMITIVES, STEPS, DartsSpace, Genotype
 from search_spaces.spaces.nb201 import EDGES as NB201_EDGES
@@ -132,10 +133,10 @@ def adapter_for(space: SearchSpace) -> EdgeAdapter:
     if callable(make):
         adapter = make()
         if not isinstance(adapter, EdgeAdapter):
-            raise ValueError(f"space {space.name!r}: darts_adapter() must return an EdgeAdapter, got "
+            raise InputError(f"space {space.name!r}: darts_adapter() must return an EdgeAdapter, got "
                              f"{type(adapter).__name__}")
         return adapter
-    raise ValueError(f"--strategy darts needs a space whose choices are one op per cell edge (darts, nb201); "
+    raise InputError(f"--strategy darts needs a space whose choices are one op per cell edge (darts, nb201); "
                      f"space {space.name!r} is not one: use --space darts or --space nb201, or another strategy")
 
 

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from nas.darts.adapters import adapter_for, build_supernet
 from nas.darts.search import DartsConfig
+from search_spaces.errors import InputError
 from search_spaces.spaces.base import SearchSpace
 
 MARGIN = 1.20
@@ -113,6 +114,6 @@ def check_memory(space: SearchSpace, config: DartsConfig, input_shape: tuple[int
     shape = "x".join(map(str, input_shape))
     advice = (f"use --batch-size {fits} (the largest that fits)" if fits >= 1 else
               "even batch size 1 does not fit: use fewer --init-channels / --layers, or a larger device")
-    raise ValueError(f"DARTS supernet does not fit: about {need / GIB:.2f} GiB at batch size {config.batch_size} "
+    raise InputError(f"DARTS supernet does not fit: about {need / GIB:.2f} GiB at batch size {config.batch_size} "
                      f"({estimate.per_sample / 2**20:.1f} MiB of activations per {shape} sample) but {where} has "
                      f"{available / GIB:.2f} GiB free; {advice}")

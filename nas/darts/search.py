@@ -41,10 +41,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from nas.augment import AUGMENTS, make_augment
 from nas.darts.adapters import EdgeAdapter, adapter_for, build_supernet
 from nas.darts.architect import dominant_hessian_eigenvalue, first_order_grad, grad, loss_on, second_order_grad
-from nas.retrain import AUGMENTS, make_augment
 from nas.trainer import TrialFailed, is_oom
+from search_spaces.errors import InputError
 from search_spaces.spaces.base import SearchSpace
 
 EARLY_STOPS = ("none", "hessian", "skips")
@@ -91,11 +92,11 @@ class DartsConfig:
                               ("seed", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ValueError(f"darts: {name} must be an int >= {minimum}, got {value!r}")
+                raise InputError(f"darts: {name} must be an int >= {minimum}, got {value!r}")
         if self.init_channels % 2:
-            raise ValueError(f"darts: init_channels must be even (FactorizedReduce), got {self.init_channels}")
+            raise InputError(f"darts: init_channels must be even (FactorizedReduce), got {self.init_channels}")
         if self.order not in (1, 2):
-            raise ValueError(f"darts: order must be 1 (first order) or 2 (second order), got {self.order!r}")
+            raise InputError(f"darts: order must be 1 (first order) or 2 (second order), got {self.order!r}")
         for name, low, high in (("lr", 0.0, math.inf), ("lr_min", 0.0, math.inf), ("momentum", 0.0, 1.0),
                                 ("weight_decay", 0.0, math.inf), ("grad_clip", 0.0, math.inf),
                                 ("arch_lr", 0.0, math.inf), ("arch_weight_decay", 0.0, math.inf),
@@ -103,19 +104,19 @@ class DartsConfig:
             value = getattr(self, name)
             ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
             if not ok or not low <= value <= high:
-                raise ValueError(f"darts: {name} must be a number in [{low}, {high}], got {value!r}")
+                raise InputError(f"darts: {name} must be a number in [{low}, {high}], got {value!r}")
         if not 0.0 < self.train_portion < 1.0:
-            raise ValueError(f"darts: train_portion must be strictly between 0 and 1, got {self.train_portion}")
+            raise InputError(f"darts: train_portion must be strictly between 0 and 1, got {self.train_portion}")
         if self.lr <= 0 or self.arch_lr <= 0:
-            raise ValueError("darts: lr and arch_lr must be > 0")
+            raise InputError("darts: lr and arch_lr must be > 0")
         if len(self.arch_betas) != 2 or not all(0.0 <= b < 1.0 for b in self.arch_betas):
-            raise ValueError(f"darts: arch_betas must be two numbers in [0, 1), got {self.arch_betas!r}")
+            raise InputError(f"darts: arch_betas must be two numbers in [0, 1), got {self.arch_betas!r}")
         if self.augment not in AUGMENTS:
-            raise ValueError(f"darts: augment must be one of {AUGMENTS}, got {self.augment!r}")
+            raise InputError(f"darts: augment must be one of {AUGMENTS}, got {self.augment!r}")
         if self.early_stop not in EARLY_STOPS:
-            raise ValueError(f"darts: early_stop must be one of {EARLY_STOPS}, got {self.early_stop!r}")
+            raise InputError(f"darts: early_stop must be one of {EARLY_STOPS}, got {self.early_stop!r}")
         if not isinstance(self.aux_skip, bool):
-            raise ValueError(f"darts: aux_skip must be true or false, got {self.aux_skip!r}")
+            raise InputError(f"darts: aux_skip must be true or false, got {self.aux_skip!r}")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -128,7 +129,7 @@ class DartsConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"darts: unknown option(s) {unknown}; known options are {sorted(known)}")
+            raise InputError(f"darts: unknown option(s) {unknown}; known options are {sorted(known)}")
         values = dict(data)
         if "arch_betas" in values:
             values["arch_betas"] = tuple(values["arch_betas"])
@@ -162,7 +163,7 @@ def split_indices(n: int, train_portion: float) -> tuple[int, int]:
     """(weights, alpha) split sizes of ``n`` samples: ``floor(portion * n)`` and the rest; ValueError if empty."""
     n_w = math.floor(train_portion * n)
     if n_w < 1 or n - n_w < 1:
-        raise ValueError(f"darts: {n} training samples cannot be split {train_portion:g} / {1 - train_portion:g} "
+        raise InputError(f"darts: {n} training samples cannot be split {train_portion:g} / {1 - train_portion:g} "
                          "into weight and architecture halves; use more data or another train_portion")
     return n_w, n - n_w
 

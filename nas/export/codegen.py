@@ -32,7 +32,7 @@ from torch import nn
 from nas.export.pysource import LINE, Call, Expr, Seq, docstring, flat, identifier, lit, printable, render
 from nas.export.templates import BLOCKS, HELPERS, RESET_PARAMETERS, BlockSpec, helper_closure, library_source
 from search_spaces.compiler import _module_key
-from search_spaces.errors import BadParameterError
+from search_spaces.errors import BadParameterError, InputError
 from search_spaces.ir import ArchGraph
 from search_spaces.layers import HighwayGate, build_op
 from search_spaces.ops import Shape, conv_padding
@@ -140,7 +140,7 @@ def module_expr(op: str, shape: Shape, p: dict[str, Any]) -> Expr | None:
         return Call("ToTokens", (lit(c),), tuple((k, lit(v)) for k, v in kwargs.items()))
     if op == "token_pool":
         return Call("TokenPool", (lit(p["kind"]),))
-    raise ValueError(f"no export for op {op!r}")
+    raise InputError(f"no export for op {op!r}")
 
 
 def gate_expr(shape: Shape, merge_params: dict[str, Any]) -> Call:
@@ -464,7 +464,7 @@ def generate_model_source(graph: ArchGraph, class_name: str = "Net", header: dic
     directory, trial, metrics) are listed in the file's docstring next to the architecture hash."""
     if not class_name.isidentifier() or not class_name.isascii() or keyword.iskeyword(class_name) \
             or class_name in _GLOBALS:
-        raise ValueError(f"class_name must be a plain identifier not used by the exported file, got {class_name!r}")
+        raise InputError(f"class_name must be a plain identifier not used by the exported file, got {class_name!r}")
     analysis = _Analysis(graph)
     writer = _Writer(analysis)
     init = writer.emit_init()

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    import torch
+import torch
 
-    from search_spaces.ir import ArchGraph
+from nas.export.exporter import export
+from nas.export.weights import load_weights
+from nas.rundir import RunView
+from search_spaces.errors import InputError
+from search_spaces.ir import ArchGraph
+from search_spaces.reference import create_model
+from search_spaces.spaces.nb201 import NB201Space, arch_from_index
 
 
 def add_parser(sub: Any, positive: Any) -> None:
@@ -34,28 +39,23 @@ def add_parser(sub: Any, positive: Any) -> None:
 
 def _architecture(args: argparse.Namespace) -> tuple[ArchGraph, dict[str, torch.Tensor] | None, dict[str, Any]]:
     """The graph, its weights (compiled-module keys) or None, and the header for the exported file."""
-    from nas.export.weights import load_weights
-    from search_spaces.ir import ArchGraph
-
     sources = [args.run is not None, args.graph is not None, args.model is not None, args.nb201_index is not None]
     if sum(sources) != 1:
-        raise ValueError("name exactly one architecture: a RUN directory, --graph FILE, --model NAME or "
+        raise InputError("name exactly one architecture: a RUN directory, --graph FILE, --model NAME or "
                          "--nb201-index I")
     if args.run is not None:
-        from nas.show import graph_of_trial, open_run, weights_of_trial
-
-        run = open_run(args.run)
+        run = RunView(args.run)
         if args.trial is None:
             board = run.leaderboard(1)
             if not board:
-                raise ValueError(f"run {args.run} has no successful trial to export")
+                raise InputError(f"run {args.run} has no successful trial to export")
             record = board[0]
         else:
             record = run.records.get(args.trial)
             if record is None or not record.done:
-                raise ValueError(f"run {args.run} has no finished trial {args.trial}")
-        graph = graph_of_trial(run, record.trial)
-        path = weights_of_trial(run, record.trial)
+                raise InputError(f"run {args.run} has no finished trial {args.trial}")
+        graph = run.graph(record.trial)
+        path = run.weights(record.trial)
         weights = None if path is None else load_weights(path, arch_hash=graph.canonical_hash())
         header = {"run": str(Path(args.run)), "trial": record.trial, "score": record.score,
                   **{k: record.metrics[k] for k in ("val_acc", "best_val_acc", "params", "flops")
@@ -66,30 +66,24 @@ def _architecture(args: argparse.Namespace) -> tuple[ArchGraph, dict[str, torch.
     if args.graph is not None:
         path = Path(args.graph)
         if not path.is_file():
-            raise ValueError(f"graph file {path} does not exist")
+            raise InputError(f"graph file {path} does not exist")
         graph = ArchGraph.from_json(path.read_text())
         weights = None if args.weights is None else load_weights(Path(args.weights), arch_hash=graph.canonical_hash())
         return graph, weights, {"graph": str(path)}
     if args.model is not None:
-        from search_spaces.reference import create_model
-
         kwargs = {k: v for k, v in (("num_classes", args.num_classes), ("img_size", args.img_size)) if v is not None}
         return create_model(args.model, **kwargs), None, {"model": args.model, **kwargs}
     if not args.table:
-        raise ValueError("--nb201-index needs --table PATH (the NAS-Bench-201 CSV)")
-    from search_spaces.spaces.nb201 import NB201Space, arch_from_index
-
+        raise InputError("--nb201-index needs --table PATH (the NAS-Bench-201 CSV)")
     try:
         arch = arch_from_index(args.table, args.nb201_index)
     except (OSError, IndexError) as err:
-        raise ValueError(str(err)) from None
+        raise InputError(str(err)) from None
     space = NB201Space()
     return space.to_graph(arch), None, {"nb201_index": args.nb201_index, "arch": space.to_string(arch)}
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from nas.export.exporter import export
-
     graph, weights, header = _architecture(args)
     for path in export(graph, args.out, args.format, weights, header, seed=args.seed):
         print(f"wrote {path}")

@@ -19,8 +19,10 @@ import torch
 from nas.export.exporter import export, write_text_atomic
 from nas.export.weights import load_weights
 from nas.journal import atomic_write_json
+from nas.rundir import RunView
 from search_spaces.compiler import GraphModule
 from search_spaces.ir import ArchGraph
+from search_spaces.spaces.nb201 import NB201Space, arch_from_index
 
 MANIFEST = "manifest.json"
 MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
@@ -55,17 +57,14 @@ def regenerate(models_dir: Path, out_dir: Path) -> list[Path]:
 
 def main() -> None:
     """Rewrite models/ from a finished digits evolution run and NAS-Bench-201 index 6111."""
-    from nas.show import graph_of_trial, open_run, weights_of_trial
-    from search_spaces.spaces.nb201 import NB201Space, arch_from_index
-
     parser = argparse.ArgumentParser(description="rewrite the example exports in models/")
     parser.add_argument("--run", required=True, help="a finished `nas search --strategy evolution` run on digits")
     parser.add_argument("--table", default=str(MODELS_DIR.parents[1] / "shared/benchmarks/nb201/nb201_cifar10.csv"))
     args = parser.parse_args()
-    run = open_run(args.run)
+    run = RunView(args.run)
     best = run.leaderboard(1)[0]
-    graph = graph_of_trial(run, best.trial)
-    weights_path = weights_of_trial(run, best.trial)
+    graph = run.graph(best.trial)
+    weights_path = run.weights(best.trial)
     if weights_path is None:
         raise SystemExit(f"trial {best.trial} of {args.run} saved no weights")
     weights = load_weights(weights_path, arch_hash=graph.canonical_hash())

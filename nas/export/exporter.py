@@ -22,6 +22,7 @@ from torch import nn
 
 from nas.export.codegen import GeneratedModel, generate_model_source
 from search_spaces.compiler import GraphModule
+from search_spaces.errors import InputError
 from search_spaces.ir import ArchGraph
 
 FORMATS = ("python", "onnx", "torchscript")
@@ -47,7 +48,7 @@ def import_source(path: Path, module_name: str | None = None) -> ModuleType:
     name = module_name or f"_nas_export_{path.stem}"
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
-        raise ValueError(f"cannot import {path}")
+        raise InputError(f"cannot import {path}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:
@@ -90,11 +91,11 @@ def export(graph: ArchGraph, out: str | Path, fmt: str = "python", weights: dict
     from nas.export.weights import load_into, save_weights
 
     if fmt not in FORMATS:
-        raise ValueError(f"unknown export format {fmt!r}; choose one of {FORMATS}")
+        raise InputError(f"unknown export format {fmt!r}; choose one of {FORMATS}")
     out = Path(out)
     suffix = {"python": ".py", "onnx": ".onnx", "torchscript": ".pt"}[fmt]
     if out.suffix != suffix:
-        raise ValueError(f"--out for format {fmt} must end in {suffix}, got {out}")
+        raise InputError(f"--out for format {fmt} must end in {suffix}, got {out}")
     out.parent.mkdir(parents=True, exist_ok=True)
     compiled = GraphModule(graph, seed=seed)
     name = class_name_for(out.stem)

@@ -26,12 +26,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from search_spaces.errors import InputError
+
 FORMAT = "nas-weights/1"
 RESERVED_KEYS = ("format", "arch_hash", "sha256")
 _LIST_AT_MOST = 8  # keys named per category in a load_into error
 
 
-class WeightsError(ValueError):
+class WeightsError(InputError):
     """A weights file or state dict that cannot be used (missing, corrupted, other architecture)."""
 
 
@@ -87,11 +89,11 @@ def save_weights(state_dict: Mapping[str, torch.Tensor], path: str | Path, *, ar
     from safetensors.torch import save
 
     if not isinstance(arch_hash, str) or not arch_hash:
-        raise ValueError(f"arch_hash must be a non-empty str, got {arch_hash!r}")
+        raise InputError(f"arch_hash must be a non-empty str, got {arch_hash!r}")
     metadata = {"format": FORMAT, "arch_hash": arch_hash}
     for key, value in (extra or {}).items():
         if key in RESERVED_KEYS:
-            raise ValueError(f"extra metadata may not set the reserved key {key!r}")
+            raise InputError(f"extra metadata may not set the reserved key {key!r}")
         if not isinstance(key, str) or not isinstance(value, str):
             raise TypeError(f"extra metadata must map str to str, got {key!r}: {value!r}")
         metadata[key] = value

@@ -9,6 +9,7 @@ from nas.strategies.combo import Combo
 from nas.strategies.evolution import AnnealedEvolution, RegularizedEvolution
 from nas.strategies.random_search import RandomSearch
 from nas.strategies.tpe import OptunaTPE
+from search_spaces.errors import InputError
 from search_spaces.spaces.base import SearchSpace
 
 STRATEGIES: dict[str, type[Strategy]] = {
@@ -25,7 +26,7 @@ def make_strategy(name: str, space: SearchSpace, seed: int = 0, **options: Any) 
     try:
         cls = STRATEGIES[name]
     except KeyError:
-        raise ValueError(f"unknown strategy {name!r}; choose one of {sorted(STRATEGIES)}") from None
+        raise InputError(f"unknown strategy {name!r}; choose one of {sorted(STRATEGIES)}") from None
     return cls(space, seed=seed, **options)
 
 

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from search_spaces.errors import InputError
 from search_spaces.spaces.base import SearchSpace
 
 
@@ -111,7 +112,7 @@ class Strategy(ABC):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("strategy") != self.name:
-            raise ValueError(f"state is for strategy {state.get('strategy')!r}, not {self.name!r}")
+            raise InputError(f"state is for strategy {state.get('strategy')!r}, not {self.name!r}")
         self.seed = state["seed"]
         self.rng = np.random.default_rng()
         self.rng.bit_generator.state = state["rng"]

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from nas.strategies.base import Strategy
+from search_spaces.errors import InputError
 from search_spaces.spaces.base import SearchSpace
 
 if TYPE_CHECKING:
@@ -52,9 +53,9 @@ class Combo(Strategy):
         minimum = {"n_initial": 1, "n_burn": 0, "n_samples": 1, "n_random": 0, "n_spray": 0, "n_starts": 1}
         for key, value in options.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum[key]:
-                raise ValueError(f"combo: {key} must be an int >= {minimum[key]}, got {value!r}")
+                raise InputError(f"combo: {key} must be an int >= {minimum[key]}, got {value!r}")
         if n_random + n_spray < 1:
-            raise ValueError("combo: n_random + n_spray must be >= 1 (no candidates to start from)")
+            raise InputError("combo: n_random + n_spray must be >= 1 (no candidates to start from)")
         from nas.combo import DiffusionKernel, VertexSpace
 
         self.options = options

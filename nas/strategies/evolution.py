@@ -12,6 +12,7 @@ from collections.abc import Hashable
 from typing import Any
 
 from nas.strategies.base import Strategy
+from search_spaces.errors import InputError
 from search_spaces.spaces.base import SearchSpace
 
 
@@ -22,9 +23,9 @@ class _Evolution(Strategy):
                  tournament_replacement: bool = False) -> None:
         super().__init__(space, seed)
         if population_size < 1 or not 1 <= sample_size:
-            raise ValueError(f"need population_size >= 1 and sample_size >= 1, got {population_size}, {sample_size}")
+            raise InputError(f"need population_size >= 1 and sample_size >= 1, got {population_size}, {sample_size}")
         if sample_size > population_size and not tournament_replacement:
-            raise ValueError(f"sample_size {sample_size} exceeds population_size {population_size} "
+            raise InputError(f"sample_size {sample_size} exceeds population_size {population_size} "
                              "(use tournament_replacement=True to sample with replacement)")
         self.population_size = population_size
         self.sample_size = sample_size
@@ -76,8 +77,10 @@ class RegularizedEvolution(_Evolution):
 
     name = "evolution"
 
-    def __init__(self, space: SearchSpace, population_size: int = 100, sample_size: int = 25, seed: int = 0,
+    def __init__(self, space: SearchSpace, population_size: int = 10, sample_size: int = 3, seed: int = 0,
                  tournament_replacement: bool = False) -> None:
+        # defaults sized for budgets of tens to hundreds of trials (NAS-Bench-201's R_EA: P=10, S=3);
+        # the paper's P=100, S=25 need thousands
         super().__init__(space, population_size, sample_size, seed, tournament_replacement)
 
     def _on_result(self, trial_id: int, arch: Hashable, score: float) -> None:
@@ -89,18 +92,18 @@ class RegularizedEvolution(_Evolution):
 class AnnealedEvolution(_Evolution):
     """The lecture's / EvaNet variant (Piergiovanni et al. 2019): NOT aging.
 
-    Tournament of ``sample_size`` (25); in round i (the i-th child) the child is the parent
-    mutated ``max(ceil(d - i / r), 1)`` times (``initial_mutations`` d, ``rounds_per_step`` r);
-    when a child joins, the LEAST FIT member is removed (first one on ties).
+    Tournament of ``sample_size`` (default 3; the lecture's 25 for P=100); in round i (the i-th
+    child) the child is the parent mutated ``max(ceil(d - i / r), 1)`` times (``initial_mutations``
+    d, ``rounds_per_step`` r); when a child joins, the LEAST FIT member is removed (first one on ties).
     """
 
     name = "evolution-annealed"
 
-    def __init__(self, space: SearchSpace, initial_mutations: int, rounds_per_step: int,
-                 population_size: int = 100, sample_size: int = 25, seed: int = 0,
+    def __init__(self, space: SearchSpace, initial_mutations: int = 3, rounds_per_step: int = 10,
+                 population_size: int = 10, sample_size: int = 3, seed: int = 0,
                  tournament_replacement: bool = False) -> None:
         if initial_mutations < 1 or rounds_per_step < 1:
-            raise ValueError("initial_mutations and rounds_per_step must be >= 1")
+            raise InputError("initial_mutations and rounds_per_step must be >= 1")
         super().__init__(space, population_size, sample_size, seed, tournament_replacement)
         self.initial_mutations = initial_mutations
         self.rounds_per_step = rounds_per_step

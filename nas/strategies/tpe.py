@@ -16,6 +16,7 @@ from collections.abc import Hashable
 from typing import Any
 
 from nas.strategies.base import Strategy
+from search_spaces.errors import InputError
 from search_spaces.spaces.base import SearchSpace
 
 
@@ -28,7 +29,7 @@ class OptunaTPE(Strategy):
                  constant_liar: bool = True) -> None:
         super().__init__(space, seed)
         if n_startup_trials < 0:
-            raise ValueError(f"n_startup_trials must be >= 0, got {n_startup_trials}")
+            raise InputError(f"n_startup_trials must be >= 0, got {n_startup_trials}")
         self.options = {"n_startup_trials": n_startup_trials, "multivariate": multivariate,
                         "constant_liar": constant_liar}
         self.log: list[list[Any]] = []  # ["ask"] or ["tell", trial_id, score | None], in order
@@ -65,7 +66,7 @@ class OptunaTPE(Strategy):
         self.log.append(["tell", trial_id, None])
 
     def _extra_state(self) -> dict[str, Any]:
-        return {"options": self.options, "log": self.log}
+        return {"options": dict(self.options), "log": [list(entry) for entry in self.log]}  # a snapshot
 
     def _load_extra_state(self, state: dict[str, Any]) -> None:
         """Rebuild the study and replay the log (the base class already restored the bookkeeping)."""

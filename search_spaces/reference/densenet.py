@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from search_spaces import blocks
+from search_spaces.errors import InputError
 from search_spaces.ir import ArchGraph
 from search_spaces.reference.registry import finish_graph, register_model, start_graph
 
@@ -19,7 +20,7 @@ def densenet(name: str, block_config: Sequence[int], growth: int = 32, init_feat
              num_classes: int = 1000, in_chans: int = 3, img_size: int = 224) -> ArchGraph:
     """DenseNet-BC with ``block_config[i]`` layers in dense block i: (in_chans, img, img) -> (num_classes,)."""
     if not block_config or min(block_config) < 1:
-        raise ValueError(f"block_config must list at least one dense block of >= 1 layer, got {list(block_config)}")
+        raise InputError(f"block_config must list at least one dense block of >= 1 layer, got {list(block_config)}")
     g, x = start_graph(name, in_chans, img_size)
     tag = "stem:stem"
     x = blocks.conv(g, x, "stem.conv", init_features, 7, 2, block=tag)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from search_spaces import blocks
+from search_spaces.errors import InputError
 from search_spaces.ir import ArchGraph
 from search_spaces.reference.registry import finish_graph, register_model, start_graph
 
@@ -35,7 +36,7 @@ def highwaynet(num_classes: int = 1000, in_chans: int = 3, img_size: int = 224,
     + sum_{i>0, w_i != w_{i-1}} (w_{i-1}*w_i + 2*w_i) + w_last*num_classes + num_classes``.
     """
     if len(widths) != len(depths) or not widths or min(depths) < 1:
-        raise ValueError(f"widths {list(widths)} and depths {list(depths)} must be non-empty, of equal length, "
+        raise InputError(f"widths {list(widths)} and depths {list(depths)} must be non-empty, of equal length, "
                          "with at least one highway layer per stage")
     g, x = start_graph("highwaynet", in_chans, img_size)
     x = blocks.conv(g, x, "stem.conv", widths[0], 3, stem_stride, block="stem:stem")

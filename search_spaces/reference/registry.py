@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from search_spaces.errors import InputError
 from search_spaces.ir import ArchGraph
 
 ModelFn = Callable[..., ArchGraph]
@@ -22,7 +23,7 @@ def register_model(fn: ModelFn) -> ModelFn:
     """Decorator: register ``fn`` under its function name (which must be new)."""
     name = fn.__name__
     if name in _MODELS:
-        raise ValueError(f"reference model {name!r} is registered twice")
+        raise InputError(f"reference model {name!r} is registered twice")
     _MODELS[name] = fn
     return fn
 
@@ -37,14 +38,14 @@ def create_model(name: str, **kwargs: Any) -> ArchGraph:
     try:
         fn = _MODELS[name]
     except KeyError:
-        raise ValueError(f"unknown reference model {name!r}; known models: {', '.join(list_models())}") from None
+        raise InputError(f"unknown reference model {name!r}; known models: {', '.join(list_models())}") from None
     return fn(**kwargs)
 
 
 def start_graph(name: str, in_chans: int, img_size: int) -> tuple[ArchGraph, str]:
     """New graph named ``name`` with an input node of shape (in_chans, img_size, img_size)."""
     if img_size < 1 or in_chans < 1:
-        raise ValueError(f"in_chans and img_size must be positive, got {in_chans} and {img_size}")
+        raise InputError(f"in_chans and img_size must be positive, got {in_chans} and {img_size}")
     g = ArchGraph(name)
     x = g.add("input", "input", block="stem:stem", shape=[in_chans, img_size, img_size])
     return g, x

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from search_spaces import blocks
+from search_spaces.errors import InputError
 from search_spaces.ir import ArchGraph
 from search_spaces.reference.registry import finish_graph, register_model, start_graph
 
@@ -24,14 +25,14 @@ def _stem(g: ArchGraph, x: str, width: int, kind: str, order: str) -> str:
     if kind == "cifar":
         return blocks.conv(g, x, "stem.conv", width, 3, 1, order=order, block=tag)
     if kind != "imagenet":
-        raise ValueError(f"stem must be 'imagenet' or 'cifar', got {kind!r}")
+        raise InputError(f"stem must be 'imagenet' or 'cifar', got {kind!r}")
     x = blocks.conv(g, x, "stem.conv", width, 7, 2, order=order, block=tag)
     return g.add("stem.pool", "pool", [x], block=tag, kind="max", kernel=3, stride=2, padding=1)
 
 
 def _check_stages(layers: Sequence[int], widths: Sequence[int]) -> None:
     if len(layers) != len(widths) or not layers or min(layers) < 1:
-        raise ValueError(f"layers {list(layers)} and widths {list(widths)} must be non-empty, of equal "
+        raise InputError(f"layers {list(layers)} and widths {list(widths)} must be non-empty, of equal "
                          "length, with at least one block per stage")
 
 

@@ -8,6 +8,7 @@ bias, MLP 4x GELU) -> final LayerNorm -> class token (dim,) -> linear -> (num_cl
 from __future__ import annotations
 
 from search_spaces import blocks
+from search_spaces.errors import InputError
 from search_spaces.ir import ArchGraph
 from search_spaces.reference.registry import finish_graph, register_model, start_graph
 
@@ -20,9 +21,9 @@ def vision_transformer(name: str, num_classes: int = 1000, in_chans: int = 3, im
     ``img_size`` must be a multiple of ``patch_size`` (as in timm; no partial patches).
     """
     if img_size % patch_size:
-        raise ValueError(f"img_size {img_size} must be a multiple of patch_size {patch_size}")
+        raise InputError(f"img_size {img_size} must be a multiple of patch_size {patch_size}")
     if embed_dim % heads:
-        raise ValueError(f"heads {heads} must divide embed_dim {embed_dim}")
+        raise InputError(f"heads {heads} must divide embed_dim {embed_dim}")
     g, x = start_graph(name, in_chans, img_size)
     tag = "stem:patch_embed"
     x = blocks.conv(g, x, "patch_embed.proj", embed_dim, patch_size, patch_size, padding=0, bias=True,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from search_spaces.errors import InputError
 from search_spaces.spaces.base import SearchSpace, Variable
 from search_spaces.spaces.binary import BinarySpace
 from search_spaces.spaces.darts import DartsSpace
@@ -19,7 +20,7 @@ def make_space(name: str, **kwargs: Any) -> SearchSpace:
     try:
         cls = SPACES[name]
     except KeyError:
-        raise ValueError(f"unknown search space {name!r}; choose one of {sorted(SPACES)}") from None
+        raise InputError(f"unknown search space {name!r}; choose one of {sorted(SPACES)}") from None
     return cls(**kwargs)
 
 

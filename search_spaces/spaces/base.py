@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from search_spaces.errors import InputError
 from search_spaces.ir import ArchGraph
 
 
@@ -80,10 +81,10 @@ class SearchSpace(ABC):
         """int vector -> member; ValueError naming the variable when an entry is out of range."""
         values = [int(v) for v in np.asarray(vector).reshape(-1)]
         if len(values) != len(self.variables):
-            raise ValueError(f"{self.name}: expected a vector of {len(self.variables)} entries, got {len(values)}")
+            raise InputError(f"{self.name}: expected a vector of {len(self.variables)} entries, got {len(values)}")
         for var, v in zip(self.variables, values, strict=True):
             if not 0 <= v < var.cardinality:
-                raise ValueError(f"{self.name}: variable {var.name!r} must be in 0..{var.cardinality - 1}, got {v}")
+                raise InputError(f"{self.name}: variable {var.name!r} must be in 0..{var.cardinality - 1}, got {v}")
         return self.decode_indices(tuple(values))
 
     def sample(self, rng: np.random.Generator) -> Hashable:
@@ -114,9 +115,9 @@ class SearchSpace(ABC):
 
     def from_json(self, data: dict[str, Any]) -> Hashable:
         if data.get("space") != self.name:
-            raise ValueError(f"architecture belongs to space {data.get('space')!r}, not {self.name!r}")
+            raise InputError(f"architecture belongs to space {data.get('space')!r}, not {self.name!r}")
         encoding = data.get("encoding", {})
         missing = [v.name for v in self.variables if v.name not in encoding]
         if missing:
-            raise ValueError(f"{self.name}: encoding lacks variables {missing}")
+            raise InputError(f"{self.name}: encoding lacks variables {missing}")
         return self.decode([encoding[v.name] for v in self.variables])

@@ -28,6 +28,7 @@ from itertools import combinations
 import networkx as nx
 import numpy as np
 
+from search_spaces.errors import InputError
 from search_spaces.ir import ArchGraph
 from search_spaces.spaces.base import SearchSpace, Variable
 
@@ -46,10 +47,10 @@ def check_bits(arch: object) -> BinaryArch:
     """Return ``arch`` as a tuple of 31 ints in {0, 1}, or raise ValueError saying what is wrong."""
     n = 2 * len(COMPUTE_NODES) + len(EDGES)
     if isinstance(arch, (str, bytes)) or not isinstance(arch, (tuple, list, np.ndarray)):
-        raise ValueError(f"binary-space member must be a tuple of {n} bits, got {arch!r}")
+        raise InputError(f"binary-space member must be a tuple of {n} bits, got {arch!r}")
     bits = tuple(int(b) for b in arch)
     if len(bits) != n or any(b not in (0, 1) for b in bits):
-        raise ValueError(f"binary-space member must be {n} bits (0/1): 10 node-type bits, then 21 edge bits; "
+        raise InputError(f"binary-space member must be {n} bits (0/1): 10 node-type bits, then 21 edge bits; "
                          f"got {arch!r}")
     return bits
 
@@ -79,10 +80,10 @@ class BinarySpace(SearchSpace):
     def __init__(self, channels: int = 16, stages: int = 3, num_classes: int = 10,
                  input_shape: tuple[int, int, int] = (3, 32, 32)) -> None:
         if channels < 1 or stages < 1 or num_classes < 1:
-            raise ValueError(f"BinarySpace needs channels, stages, num_classes >= 1, got channels={channels}, "
+            raise InputError(f"BinarySpace needs channels, stages, num_classes >= 1, got channels={channels}, "
                              f"stages={stages}, num_classes={num_classes}")
         if len(input_shape) != 3:
-            raise ValueError(f"input_shape must be (channels, height, width), got {input_shape}")
+            raise InputError(f"input_shape must be (channels, height, width), got {input_shape}")
         self.channels = channels
         self.stages = stages
         self.num_classes = num_classes

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from search_spaces.blocks import classifier_head
+from search_spaces.errors import InputError
 from search_spaces.ir import ArchGraph
 from search_spaces.spaces.base import SearchSpace, Variable
 
@@ -65,9 +66,9 @@ def _canonical_cell(pairs: Iterable[Any], field: str) -> tuple[Pair, ...]:
     try:
         items = [(str(op), int(src)) for op, src in pairs]
     except (TypeError, ValueError):
-        raise ValueError(f"Genotype.{field} must be a sequence of (op, input) pairs, got {pairs!r}") from None
+        raise InputError(f"Genotype.{field} must be a sequence of (op, input) pairs, got {pairs!r}") from None
     if len(items) % 2:
-        raise ValueError(f"Genotype.{field} must hold 2 (op, input) pairs per node, got {len(items)} pairs")
+        raise InputError(f"Genotype.{field} must hold 2 (op, input) pairs per node, got {len(items)} pairs")
     out: list[Pair] = []
     for k in range(0, len(items), 2):
         first, second = items[k], items[k + 1]
@@ -95,7 +96,7 @@ class Genotype:
             try:
                 value = tuple(int(v) for v in getattr(self, field))
             except (TypeError, ValueError):
-                raise ValueError(f"Genotype.{field} must be a sequence of node indices") from None
+                raise InputError(f"Genotype.{field} must be a sequence of node indices") from None
             object.__setattr__(self, field, value)
 
     def cell(self, cell_type: str) -> tuple[Pair, ...]:
@@ -134,22 +135,22 @@ def input_pairs(node: int) -> tuple[tuple[int, int], ...]:
 def check_genotype(arch: object) -> Genotype:
     """Return ``arch`` if it is a member of the DARTS space, else raise ValueError saying why."""
     if not isinstance(arch, Genotype):
-        raise ValueError(f"DARTS member must be a Genotype, got {type(arch).__name__}")
+        raise InputError(f"DARTS member must be a Genotype, got {type(arch).__name__}")
     for cell_type in CELL_TYPES:
         pairs = arch.cell(cell_type)
         if len(pairs) != 2 * STEPS:
-            raise ValueError(f"{cell_type} cell must have {STEPS} nodes (8 pairs), got {len(pairs)} pairs")
+            raise InputError(f"{cell_type} cell must have {STEPS} nodes (8 pairs), got {len(pairs)} pairs")
         if arch.concat(cell_type) != CONCAT:
-            raise ValueError(f"{cell_type}_concat must be {list(CONCAT)}, got {list(arch.concat(cell_type))}")
+            raise InputError(f"{cell_type}_concat must be {list(CONCAT)}, got {list(arch.concat(cell_type))}")
         for k, (op, src) in enumerate(pairs):
             node = k // 2
             if op not in OPS:
-                raise ValueError(f"{cell_type} node {node + 2}: op {op!r} is not one of {OPS}")
+                raise InputError(f"{cell_type} node {node + 2}: op {op!r} is not one of {OPS}")
             if not 0 <= src < node + 2:
-                raise ValueError(f"{cell_type} node {node + 2}: input {src} must be in 0..{node + 1}")
+                raise InputError(f"{cell_type} node {node + 2}: input {src} must be in 0..{node + 1}")
         for node in range(STEPS):
             if pairs[2 * node][1] == pairs[2 * node + 1][1]:
-                raise ValueError(f"{cell_type} node {node + 2}: both pairs read input {pairs[2 * node][1]}; "
+                raise InputError(f"{cell_type} node {node + 2}: both pairs read input {pairs[2 * node][1]}; "
                                  "the two inputs of a node must differ")
     return arch
 
@@ -166,10 +167,10 @@ class DartsSpace(SearchSpace):
     def __init__(self, C: int = 36, layers: int = 20, num_classes: int = 10,
                  input_shape: tuple[int, int, int] = (3, 32, 32)) -> None:
         if C < 1 or C % 2 or layers < 1 or num_classes < 1:
-            raise ValueError(f"DartsSpace needs an even C >= 2 and layers, num_classes >= 1; got C={C}, "
+            raise InputError(f"DartsSpace needs an even C >= 2 and layers, num_classes >= 1; got C={C}, "
                              f"layers={layers}, num_classes={num_classes}")
         if len(input_shape) != 3:
-            raise ValueError(f"input_shape must be (channels, height, width), got {input_shape}")
+            raise InputError(f"input_shape must be (channels, height, width), got {input_shape}")
         self.C = C
         self.layers = layers
         self.num_classes = num_classes
@@ -251,7 +252,7 @@ def _edge_op(g: ArchGraph, x: str, node: str, op: str, channels: int, stride: in
         kernel = int(op[-1])
         return g.add(node, "sep_conv", [x], block=block, out=channels, kernel=kernel, stride=stride,
                      dilation=2, repeats=1)
-    raise ValueError(f"unknown DARTS op {op!r}")
+    raise InputError(f"unknown DARTS op {op!r}")
 
 
 def _cell(g: ArchGraph, name: str, s0: str, s1: str, genotype: Genotype, channels: int, reduction: bool,

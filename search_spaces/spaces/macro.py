@@ -56,6 +56,7 @@ from search_spaces.blocks import (
     inception_block,
     residual_block,
 )
+from search_spaces.errors import InputError
 from search_spaces.ir import ArchGraph
 from search_spaces.spaces.base import SearchSpace, Variable
 
@@ -90,11 +91,11 @@ class MacroArch:
 def _check_values(name: str, values: Sequence[int], minimum: int, odd: bool = False) -> tuple[int, ...]:
     out = tuple(values)
     if not out or any(not isinstance(v, int) or isinstance(v, bool) or v < minimum for v in out):
-        raise ValueError(f"{name} must be a non-empty tuple of ints >= {minimum}, got {values!r}")
+        raise InputError(f"{name} must be a non-empty tuple of ints >= {minimum}, got {values!r}")
     if any(b <= a for a, b in pairwise(out)):
-        raise ValueError(f"{name} must be strictly increasing (an ordinal variable), got {values!r}")
+        raise InputError(f"{name} must be strictly increasing (an ordinal variable), got {values!r}")
     if odd and any(v % 2 == 0 for v in out):
-        raise ValueError(f"{name} must be odd ('same' padding keeps the resolution), got {values!r}")
+        raise InputError(f"{name} must be odd ('same' padding keeps the resolution), got {values!r}")
     return out
 
 
@@ -131,12 +132,12 @@ class MacroSpace(SearchSpace):
                  blocks: Sequence[str] = BLOCK_KINDS) -> None:
         shape = tuple(int(d) for d in input_shape)
         if len(shape) != 3 or min(shape) < 1:
-            raise ValueError(f"input_shape must be (C, H, W) of positive ints, got {input_shape!r}")
+            raise InputError(f"input_shape must be (C, H, W) of positive ints, got {input_shape!r}")
         if num_classes < 1 or num_stages < 1 or stem_width < 1:
-            raise ValueError("num_classes, num_stages and stem_width must be >= 1")
+            raise InputError("num_classes, num_stages and stem_width must be >= 1")
         unknown = [b for b in blocks if b not in BLOCK_KINDS]
         if not blocks or unknown or len(set(blocks)) != len(blocks):
-            raise ValueError(f"blocks must be distinct kinds from {BLOCK_KINDS}, got {blocks!r}")
+            raise InputError(f"blocks must be distinct kinds from {BLOCK_KINDS}, got {blocks!r}")
         self.input_shape = shape
         self.num_classes = int(num_classes)
         self.num_stages = int(num_stages)
@@ -173,7 +174,7 @@ class MacroSpace(SearchSpace):
     # ------------------------------------------------------------------------- encoding
     def encode(self, arch: Hashable) -> np.ndarray:
         if not isinstance(arch, MacroArch) or len(arch.stages) != self.num_stages:
-            raise ValueError(f"{self.name}: expected a MacroArch with {self.num_stages} stages, got {arch!r}")
+            raise InputError(f"{self.name}: expected a MacroArch with {self.num_stages} stages, got {arch!r}")
         out = np.empty(len(self.variables), dtype=np.int64)
         i = 0
         for stage in arch.stages:
@@ -183,7 +184,7 @@ class MacroSpace(SearchSpace):
                 matches = [j for j, c in enumerate(var.choices)
                            if c == value and isinstance(c, bool) == isinstance(value, bool)]
                 if not matches:
-                    raise ValueError(f"{self.name}: {var.name}={value!r} is not one of {var.choices}")
+                    raise InputError(f"{self.name}: {var.name}={value!r} is not one of {var.choices}")
                 out[i] = matches[0]
                 i += 1
         return out
@@ -238,7 +239,7 @@ class MacroSpace(SearchSpace):
             for i in range(st.depth):
                 h = attention_block(g, h, f"{name}.{i}", w, attention_heads(w), tokens=False, pos="learned")
         else:  # pragma: no cover - decode only produces known kinds
-            raise ValueError(f"unknown block kind {st.block!r}")
+            raise InputError(f"unknown block kind {st.block!r}")
         if st.skip:
             shortcut = x
             if c != w:

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from search_spaces.blocks import classifier_head
+from search_spaces.errors import InputError
 from search_spaces.ir import ArchGraph
 from search_spaces.spaces.base import SearchSpace, Variable
 
@@ -45,23 +46,23 @@ NB201Arch = tuple[str, str, str, str, str, str]
 def parse_arch_string(text: str) -> NB201Arch:
     """``|a~0|+|b~0|c~1|+|d~0|e~1|f~2|`` -> ``(a, b, c, d, e, f)``; ValueError if malformed."""
     if not isinstance(text, str):
-        raise ValueError(f"NB201 arch string must be a str, got {type(text).__name__}")
+        raise InputError(f"NB201 arch string must be a str, got {type(text).__name__}")
     nodes = text.strip().split("+")
     if len(nodes) != 3:
-        raise ValueError(f"NB201 arch string must have 3 '+'-separated nodes, got {len(nodes)} in {text!r}")
+        raise InputError(f"NB201 arch string must have 3 '+'-separated nodes, got {len(nodes)} in {text!r}")
     ops: list[str] = []
     for j, node in enumerate(nodes, start=1):
         if len(node) < 2 or not (node.startswith("|") and node.endswith("|")):
-            raise ValueError(f"node {j} of NB201 arch string {text!r} must look like '|op~i|...|', got {node!r}")
+            raise InputError(f"node {j} of NB201 arch string {text!r} must look like '|op~i|...|', got {node!r}")
         entries = node[1:-1].split("|")
         if len(entries) != j:
-            raise ValueError(f"node {j} of NB201 arch string {text!r} must have {j} edge(s), got {len(entries)}")
+            raise InputError(f"node {j} of NB201 arch string {text!r} must have {j} edge(s), got {len(entries)}")
         for i, entry in enumerate(entries):
             op, sep, src = entry.partition("~")
             if not sep or src != str(i):
-                raise ValueError(f"edge {entry!r} of node {j} in {text!r} must read 'op~{i}'")
+                raise InputError(f"edge {entry!r} of node {j} in {text!r} must read 'op~{i}'")
             if op not in NB201_OPS:
-                raise ValueError(f"unknown NB201 op {op!r} in {text!r}; ops are {NB201_OPS}")
+                raise InputError(f"unknown NB201 op {op!r} in {text!r}; ops are {NB201_OPS}")
             ops.append(op)
     return tuple(ops)  # type: ignore[return-value]
 
@@ -79,13 +80,13 @@ def arch_to_string(arch: NB201Arch) -> str:
 def check_arch(arch: object) -> NB201Arch:
     """Return ``arch`` as a member tuple, or raise ValueError saying what is wrong."""
     if isinstance(arch, str) or not isinstance(arch, (tuple, list)):
-        raise ValueError(f"NB201 member must be a tuple of 6 op names, got {arch!r}")
+        raise InputError(f"NB201 member must be a tuple of 6 op names, got {arch!r}")
     if len(arch) != len(EDGES):
-        raise ValueError(f"NB201 member must have 6 ops (one per edge), got {len(arch)}: {arch!r}")
+        raise InputError(f"NB201 member must have 6 ops (one per edge), got {len(arch)}: {arch!r}")
     for k, op in enumerate(arch):
         if op not in NB201_OPS:
             to, src = EDGES[k]
-            raise ValueError(f"edge {to}<-{src} has unknown op {op!r}; ops are {NB201_OPS}")
+            raise InputError(f"edge {to}<-{src} has unknown op {op!r}; ops are {NB201_OPS}")
     return tuple(arch)  # type: ignore[return-value]
 
 
@@ -96,12 +97,12 @@ def _arch_column(path: str, mtime_ns: int) -> tuple[str, ...]:
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
         if reader.fieldnames is None or "arch" not in reader.fieldnames or "index" not in reader.fieldnames:
-            raise ValueError(f"{path}: not an NB201 table (needs 'index' and 'arch' columns, "
+            raise InputError(f"{path}: not an NB201 table (needs 'index' and 'arch' columns, "
                              f"found {reader.fieldnames})")
         archs = []
         for row_number, row in enumerate(reader):
             if int(row["index"]) != row_number:
-                raise ValueError(f"{path}: row {row_number} has index {row['index']}; rows must be in index order")
+                raise InputError(f"{path}: row {row_number} has index {row['index']}; rows must be in index order")
             archs.append(row["arch"])
     return tuple(archs)
 
@@ -152,9 +153,9 @@ class NB201Space(SearchSpace):
     def __init__(self, C: int = 16, N: int = 5, num_classes: int = 10,
                  input_shape: tuple[int, int, int] = (3, 32, 32)) -> None:
         if C < 1 or N < 1 or num_classes < 1:
-            raise ValueError(f"NB201Space needs C, N, num_classes >= 1, got C={C}, N={N}, num_classes={num_classes}")
+            raise InputError(f"NB201Space needs C, N, num_classes >= 1, got C={C}, N={N}, num_classes={num_classes}")
         if len(input_shape) != 3:
-            raise ValueError(f"input_shape must be (channels, height, width), got {input_shape}")
+            raise InputError(f"input_shape must be (channels, height, width), got {input_shape}")
         self.C = C
         self.N = N
         self.num_classes = num_classes
@@ -202,7 +203,7 @@ def _edge_op(g: ArchGraph, x: str, node: str, op: str, channels: int, block: str
     if op == "avg_pool_3x3":
         return g.add(node, "pool", [x], block=block, kind="avg", kernel=3, stride=1, padding=1,
                      count_include_pad=False)
-    raise ValueError(f"unknown NB201 op {op!r}")
+    raise InputError(f"unknown NB201 op {op!r}")
 
 
 def _cell(g: ArchGraph, x: str, name: str, arch: NB201Arch, channels: int) -> str:

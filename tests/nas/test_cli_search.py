@@ -174,9 +174,9 @@ def test_show_of_a_missing_run_dir(tmp_path: Path, capsys: pytest.CaptureFixture
 BAD_INPUTS = {
     "unknown strategy": (["--strategy", "nope"], "unknown strategy 'nope'"),
     "unknown benchmark": (["--benchmark", "foo"], "unknown benchmark 'foo'"),
-    "wrong space": (["--space", "darts"], "--benchmark nb201 searches the nb201 space"),
+    "wrong space": (["--space", "darts"], "benchmark nb201 searches the nb201 space"),
     "bad strategy option": (["--population-size", "3", "--sample-size", "5"], "sample_size 5 exceeds"),
-    "zero time budget": (["--time-budget", "0"], "--time-budget must be > 0"),
+    "zero time budget": (["--time-budget", "0"], "time_budget must be > 0"),
 }
 
 
@@ -198,7 +198,7 @@ def test_missing_or_broken_table(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main(missing) == 2
     assert "does not exist" in one_error_line(capsys.readouterr().err)
     assert main(["search", "--benchmark", "nb201", "--run-dir", str(run_dir)]) == 2
-    assert "needs --table" in one_error_line(capsys.readouterr().err)
+    assert "pass --table PATH" in one_error_line(capsys.readouterr().err)
     broken = tmp_path / "broken.csv"
     broken.write_text("index,arch,valid_acc,valid_acc_12ep,test_acc,train_seconds_200ep\n"
                       "0,|none~0|+|none~0|none~1|+|none~0|none~1|none~2|,1,2,3,oops\n")

@@ -90,7 +90,7 @@ def test_a_failed_search_is_recorded_and_not_run_again(tmp_path: Path, ray_tmp: 
 @pytest.mark.parametrize(("args", "message"), [
     (["--strategy", "darts", "--space", "macro"], "one op per cell edge"),
     (["--strategy", "darts", "--benchmark", "nb201", "--table", "t.csv"], "does not query a table"),
-    (["--order", "2"], "DARTS option(s), only for --strategy darts"),
+    (["--order", "2"], "strategy 'evolution' has no option(s) ['order']"),
     (["--strategy", "darts", "--train-portion", "1.5"], "darts: train_portion"),
     (["--strategy", "darts", "--population-size", "4"], "darts: unknown option(s) ['population_size']"),
     (["--strategy", "darts", "--batch-size", "1000000", "--data-limit", "200"], "--batch-size"),

@@ -12,7 +12,7 @@ from test_export_weights import fabricated_run
 from nas.cli import main
 from nas.export.exporter import import_source
 from nas.export.weights import load_weights, read_metadata
-from nas.show import graph_of_trial, open_run, weights_of_trial
+from nas.rundir import RunView
 from search_spaces.compiler import GraphModule
 from search_spaces.reference import create_model
 
@@ -24,13 +24,13 @@ def test_export_best_trial_of_a_run_with_its_weights(tmp_path: Path, capsys: pyt
     assert main(["export", str(run_dir), "--best", "--out", str(out)]) == 0
     assert f"wrote {out}" in capsys.readouterr().out
     source = out.read_text()
-    run = open_run(run_dir)
-    graph = graph_of_trial(run, 0)  # trial 0 scored best (0.5)
+    run = RunView(run_dir)
+    graph = run.graph(0)  # trial 0 scored best (0.5)
     assert graph.canonical_hash() in source and "trial: 0" in source
     model = import_source(out).BestNet()
     model.load_state_dict(load_weights(out.with_suffix(".safetensors"), arch_hash=graph.canonical_hash()))
     compiled = GraphModule(graph)
-    compiled.load_state_dict(load_weights(weights_of_trial(run, 0)))  # type: ignore[arg-type]
+    compiled.load_state_dict(load_weights(run.weights(0)))  # type: ignore[arg-type]
     x = torch.randn(3, *compiled.input_shape)
     model.eval(), compiled.eval()
     with torch.no_grad():

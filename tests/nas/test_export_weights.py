@@ -1,5 +1,5 @@
-"""Weights files (nas.export.weights), the weights a trial keeps (nas.ray_backend.TrialWeights), and
-finding a trial's graph and weights in a run directory (nas.show) — all without starting Ray."""
+"""Weights files (nas.export.weights), the weights a trial keeps (nas.trial.TrialWeights), and
+finding a trial's graph and weights in a run directory (nas.rundir.RunView) — all without starting Ray."""
 
 from __future__ import annotations
 
@@ -14,13 +14,13 @@ from torch import nn
 
 from nas.cli import build_parser, search_config_from_args
 from nas.datasets import TensorDataset
-from nas.engine import SPACE_FILE, build_strategy, trial_payload
+from nas.engine import build_strategy
 from nas.export.weights import FORMAT, WeightsError, load_into, load_weights, read_metadata, save_weights
-from nas.objective import Objective
-from nas.ray_backend import TRIAL_WEIGHTS, TrialWeights
+from nas.methods.multi_trial import trial_payload
 from nas.run import SearchRun
-from nas.show import graph_of_trial, open_run, weights_of_trial
+from nas.rundir import GRAPHS_SUBDIR, SPACE_FILE, TRIAL_WEIGHTS, RunView
 from nas.trainer import TrainConfig, train_and_evaluate
+from nas.trial import TrialWeights
 from search_spaces.compiler import GraphModule
 from search_spaces.ir import ArchGraph
 from search_spaces.spaces.macro import MacroArch, MacroSpace, StageChoice
@@ -265,14 +265,16 @@ def test_training_with_the_trial_hook_keeps_the_final_weights(tmp_path: Path) ->
 
 
 # ----------------------------------------------------------------------------- run directories
-def fabricated_run(run_dir: Path, with_space_file: bool = True) -> dict[int, str]:
+def fabricated_run(run_dir: Path, with_space_file: bool = True, store_graphs: bool = False) -> dict[int, str]:
     """A run directory as `nas search` leaves it for a (1, 8, 8), 4-class dataset, driven by hand:
-    trial 0 ok with weights, 1 ok without, 2 failed. Returns the trials' hashes."""
+    trial 0 ok with weights, 1 ok without, 2 failed. Returns the trials' hashes. ``store_graphs``:
+    the graphs are stored in graphs/ (as a search does); otherwise readers rebuild them from space.json."""
     config = search_config_from_args(build_parser().parse_args(["search", "--trials", "3", "--seed", "0"]))
     options = {"input_shape": list(SHAPE), "num_classes": CLASSES}
     space = MacroSpace(**options)
-    identify, _ = trial_payload(space, Objective.from_dict(config["objective"]))
-    run = SearchRun(run_dir, config, space, build_strategy(config, space), 3, durable=False, identify=identify)
+    identify, _ = trial_payload(space, config.objective)
+    run = SearchRun(run_dir, config.to_dict(), space, build_strategy(config, space), 3, durable=False,
+                    identify=identify, graph_of=(lambda payload: payload[0]) if store_graphs else None)
     if with_space_file:
         (run_dir / SPACE_FILE).write_text(json.dumps({"space": "macro", "options": options}))
     hashes = {}
@@ -293,25 +295,40 @@ def fabricated_run(run_dir: Path, with_space_file: bool = True) -> dict[int, str
     return hashes
 
 
-def test_graph_and_weights_of_trial(tmp_path: Path) -> None:
+@pytest.mark.parametrize("store_graphs", [False, True])
+def test_graph_and_weights_of_trial(tmp_path: Path, store_graphs: bool) -> None:
     run_dir = tmp_path / "run"
-    hashes = fabricated_run(run_dir)
-    run = open_run(run_dir)
-    assert run.space.input_shape == SHAPE and run.space.num_classes == CLASSES  # from space.json
+    hashes = fabricated_run(run_dir, store_graphs=store_graphs)
+    assert (run_dir / GRAPHS_SUBDIR).is_dir() == store_graphs
+    run = RunView(run_dir)
+    space = run.builtin_space()
+    assert space is not None and space.input_shape == SHAPE and space.num_classes == CLASSES  # from space.json
     for trial in range(3):
-        assert graph_of_trial(run, trial).canonical_hash() == hashes[trial]
-    weights = weights_of_trial(run, 0)
+        assert run.graph(trial).canonical_hash() == hashes[trial]
+    weights = run.weights(0)
     assert weights == run_dir / "tune" / "trials" / "trial_0" / TRIAL_WEIGHTS
-    assert weights_of_trial(run, 1) is None and weights_of_trial(run, 2) is None
+    assert run.weights(1) is None and run.weights(2) is None
     # a cached trial carries the metrics of the earlier trial of its architecture, so its weights
     run.records[1].status, run.records[1].metrics = "cached", dict(run.records[0].metrics)
-    assert weights_of_trial(run, 1) == weights
-    graph = graph_of_trial(run, 0)
+    assert run.weights(1) == weights
+    graph = run.graph(0)
     load_into(GraphModule(graph), load_weights(weights, arch_hash=graph.canonical_hash()))
     with pytest.raises(ValueError, match=r"no trial 9 .*trials 0\.\.2"):
-        graph_of_trial(run, 9)
+        run.graph(9)
     with pytest.raises(ValueError, match="no trial 9"):
-        weights_of_trial(run, 9)
+        run.weights(9)
+
+
+def test_stored_graphs_need_no_space(tmp_path: Path) -> None:
+    """A run whose graphs are stored is readable without its space (a user's space: no space.json)."""
+    hashes = fabricated_run(tmp_path / "run", with_space_file=False, store_graphs=True)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    config["space"] = "my_module.MySpace"  # not a built-in space
+    (tmp_path / "run" / "config.json").write_text(json.dumps(config))
+    run = RunView(tmp_path / "run")
+    assert run.builtin_space() is None
+    assert [run.graph(t).canonical_hash() for t in range(3)] == [hashes[t] for t in range(3)]
+    assert run.describe(run.records[0]) == run.records[0].label and " -> " in run.records[0].label  # journal label
 
 
 def test_moved_run_directory_finds_its_own_weights(tmp_path: Path) -> None:
@@ -319,17 +336,17 @@ def test_moved_run_directory_finds_its_own_weights(tmp_path: Path) -> None:
     moved = tmp_path / "elsewhere" / "run"
     shutil.copytree(tmp_path / "run", moved)
     shutil.rmtree(tmp_path / "run")
-    run = open_run(moved)
-    assert weights_of_trial(run, 0) == moved / "tune" / "trials" / "trial_0" / TRIAL_WEIGHTS
+    run = RunView(moved)
+    assert run.weights(0) == moved / "tune" / "trials" / "trial_0" / TRIAL_WEIGHTS
     (moved / "tune" / "trials" / "trial_0" / TRIAL_WEIGHTS).unlink()
-    assert weights_of_trial(run, 0) is None  # journaled, but the file is gone
+    assert run.weights(0) is None  # journaled, but the file is gone
 
 
 def test_run_without_space_file_cannot_rebuild_the_graph_silently(tmp_path: Path) -> None:
     fabricated_run(tmp_path / "run", with_space_file=False)
-    run = open_run(tmp_path / "run")  # falls back to the config's options: default (3, 32, 32) input
+    run = RunView(tmp_path / "run")  # falls back to the config's options: default (3, 32, 32) input
     with pytest.raises(ValueError, match=r"rebuilds to a different graph.*space\.json"):
-        graph_of_trial(run, 0)
-    (tmp_path / "run" / SPACE_FILE).write_text(json.dumps({"space": "darts", "options": {}}))
-    with pytest.raises(ValueError, match="does not describe the run's space"):
-        open_run(tmp_path / "run")
+        run.graph(0)
+    (tmp_path / "run" / SPACE_FILE).write_text(json.dumps({"space": "macro", "options": []}))
+    with pytest.raises(ValueError, match="does not describe a space"):
+        run.graph(0)

@@ -16,6 +16,7 @@ from datapaths import NB201_TABLE
 
 from nas.benchmarks.nb201 import NB201Table, ProtocolResult, TableError, run_protocol, strategy_ask_tell
 from nas.cli import build_parser, search_config_from_args
+from nas.config import SearchConfig
 from nas.engine import run_benchmark
 from nas.journal import JOURNAL, STATE
 from nas.strategies import RandomSearch, RegularizedEvolution
@@ -206,7 +207,7 @@ def test_random_search_smoke(table: NB201Table) -> None:
 
 
 # ---------------------------------------------------------------------------------- engine (journaled)
-def benchmark_config(*extra: str) -> dict:
+def benchmark_config(*extra: str) -> SearchConfig:
     args = build_parser().parse_args(["search", "--benchmark", "nb201", "--table", str(NB201_TABLE), *extra])
     return search_config_from_args(args)
 

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import torch
 
+from nas.augment import crop_padding, make_augment, random_crop_flip
 from nas.cli import main
 from nas.datasets import TensorDataset, load_dataset
-from nas.engine import build_strategy
 from nas.export.weights import load_weights
 from nas.retrain import (
     CHECKPOINT,
@@ -24,15 +24,13 @@ from nas.retrain import (
     METRICS,
     WEIGHTS,
     CheckpointError,
-    crop_padding,
     load_checkpoint,
     load_trained,
-    make_augment,
-    pick_trial,
-    random_crop_flip,
     retrain,
 )
 from nas.run import SearchRun
+from nas.rundir import RunView
+from nas.strategies import make_strategy
 from nas.trainer import TrainConfig
 from search_spaces.ir import ArchGraph
 from search_spaces.spaces import make_space
@@ -212,7 +210,7 @@ def fake_run(tmp_path: Path) -> tuple[Path, dict[int, float | None]]:
               "space_options": SPACE_OPTIONS, "trials": 3, "dataset": "digits", "data_root": None,
               "data_options": {"val_fraction": 0.2, "limit": 120}, "train": {}, "benchmark": None}
     space = make_space("macro", input_shape=(1, 8, 8), num_classes=10, **SPACE_OPTIONS)
-    run = SearchRun(run_dir, config, space, build_strategy(config, space), 3, durable=False)
+    run = SearchRun(run_dir, config, space, make_strategy("random", space, seed=0), 3, durable=False)
     scores: dict[int, float | None] = {}
     for score in (0.3, None, 0.6):
         nxt = run.next_trial()
@@ -228,18 +226,18 @@ def test_run_best_and_given_trial(fake_run: tuple[Path, dict[int, float | None]]
     run_dir, scores = fake_run
     best_id = max((t for t, s in scores.items() if s is not None), key=lambda t: scores[t])
     failed_id = next(t for t, s in scores.items() if s is None)
-    assert pick_trial(run_dir).trial == best_id
+    assert RunView(run_dir).pick().trial == best_id
     with pytest.raises(ValueError, match=rf"trial {failed_id} of run .* failed \(NaN/inf loss"):
-        pick_trial(run_dir, failed_id)
+        RunView(run_dir).pick(failed_id)
     with pytest.raises(ValueError, match="has no trial 99"):
-        pick_trial(run_dir, 99)
+        RunView(run_dir).pick(99)
 
     out = tmp_path / "best"
     code = main(["train", "--run", str(run_dir), "--best", "--out", str(out), "--epochs", "1", "--batch-size", "64",
                  "--data-limit", "96"])
     printed = capsys.readouterr().out
     assert code == 0 and f"trial {best_id} (score 0.6000)" in printed and "retrained macro[" in printed
-    record = pick_trial(run_dir)
+    record = RunView(run_dir).pick()
     assert ArchGraph.from_json((out / GRAPH).read_text()).canonical_hash() == record.hash
     assert json.loads((out / METRICS).read_text())["config"]["data"]["dataset"] == "digits"
 
@@ -247,7 +245,7 @@ def test_run_best_and_given_trial(fake_run: tuple[Path, dict[int, float | None]]
     out = tmp_path / "other"
     assert main(["train", "--run", str(run_dir), "--trial", str(other), "--out", str(out), "--epochs", "1",
                  "--augment", "none", "--data-limit", "96"]) == 0
-    assert json.loads((out / METRICS).read_text())["arch_hash"] == pick_trial(run_dir, other).hash
+    assert json.loads((out / METRICS).read_text())["arch_hash"] == RunView(run_dir).pick(other).hash
 
 
 # -------------------------------------------------------------------------------------------- CLI

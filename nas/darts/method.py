@@ -1,0 +1,190 @@
+"""DARTS as a one-shot method (``strategy="darts"``): one Ray Tune trial per seed, each a whole search.
+
+Each search runs on the trial's resources (a GPU when one is given). Per epoch the trial reports
+the supernet's losses and accuracies, the architecture derived from the current alphas and its
+number of skip connections, and appends the full alpha trajectory (softmax weights per edge) to
+``RUN/darts/seed_<s>/alphas.jsonl``; ``alphas.png`` beside it plots the mean weight of each op
+per epoch, so a skip-connect collapse can be seen. The finished search's derived architecture
+becomes the run's trial (score: the supernet's accuracy on the alpha split at the returned
+epoch); on the NAS-Bench-201 space with a table, its benchmark index and accuracies are added to
+the trial's metrics (:class:`nas.methods.base.OneShotMethod` does the journaling).
+
+Before anything is launched, the supernet's memory at the batch size is estimated and the run is
+refused, with a batch size that fits, when it cannot fit the local device.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nas.benchmarks.nb201 import NB201Table
+from nas.darts.adapters import adapter_for
+from nas.darts.memory import available_memory, check_memory
+from nas.darts.search import DartsConfig, darts_search
+from nas.methods.base import OneShotMethod, append_line, read_lines
+from nas.trainer import TrialFailed, device_for
+from search_spaces.errors import InputError
+from search_spaces.spaces.base import SearchSpace
+
+ALPHA_LOG = "alphas.jsonl"
+RESULT_KEYS = ("device", "search_seconds", "epochs_run", "returned_epoch", "stopped_early", "stop_reason",
+               "train_acc", "val_acc", "skip_connects")
+# the user's training settings DARTS takes over its own defaults (the rest of a TrainConfig does not apply)
+TRAIN_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "momentum", "grad_clip", "seed")
+
+
+def plot_alphas(log: Path, out: Path) -> Path | None:
+    """``out``: per alpha name, the mean softmax weight of each op over the edges, against epochs."""
+    records = read_lines(log)
+    if not records:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    names = list(records[0]["alphas"])
+    ops = records[0]["ops"]
+    fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 3.8), squeeze=False)
+    epochs = [r["epoch"] for r in records]
+    for ax, name in zip(axes[0], names, strict=True):
+        mean = np.array([np.asarray(r["alphas"][name]).mean(0) for r in records])  # (epochs, ops)
+        for k, op in enumerate(ops):
+            ax.plot(epochs, mean[:, k], label=op, lw=2.5 if op == "skip_connect" else 1.2)
+        ax.set_title(f"{name if name == 'cell' else name + ' cell'}: mean softmax(alpha) over edges")
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def darts_trial(config: dict[str, Any], space: SearchSpace | None = None, options: dict[str, Any] | None = None,
+                data: Any = None, gpus: float = 0.0) -> None:
+    """One DARTS search inside a Ray worker; reports every epoch, then the derived architecture.
+
+    Reports the supernet's ``train_acc`` / ``val_acc`` / losses, ``skip_connects`` and ``score``
+    per epoch and, at the end, ``derived`` with ``arch_json`` (the space's JSON form, as a string:
+    Tune flattens nested results); a
+    failure is reported as ``failed`` with a reason instead of raising, so the run records why and
+    goes on.
+    """
+    from ray import tune
+
+    assert space is not None and options is not None
+    darts = DartsConfig.from_dict({**options, "seed": config["seed"]})
+    base: dict[str, Any] = {"seed": darts.seed}
+    try:
+        adapter = adapter_for(space)
+        device = device_for(gpus)
+        base["device"] = str(device)
+        log_dir = Path(config["dir"])
+        log_dir.mkdir(parents=True, exist_ok=True)
+        alpha_log = log_dir / ALPHA_LOG
+        alpha_log.write_text("")  # a search that runs again starts its trajectory again
+
+        def on_epoch(epoch: int, record: dict[str, Any]) -> None:
+            append_line(alpha_log, {"epoch": epoch, "ops": list(adapter.ops), "alphas": record["alphas"],
+                                    "edges": adapter.edge_labels(), "skip_connects": record["skip_connects"],
+                                    "arch": record["arch"], "hessian_eigenvalue": record.get("hessian_eigenvalue")})
+            summary = {k: v for k, v in record.items() if not isinstance(v, (list, dict))}
+            summary["val_acc"], summary["val_loss"] = summary.pop("valid_acc"), summary.pop("valid_loss")
+            tune.report({**base, **summary, "failed": False, "score": summary["val_acc"]})
+
+        check_memory(space, darts, data.input_shape, available_memory(device), where=f"this trial's {device}")
+        start = time.time()
+        result = darts_search(space, darts, data.train_x, data.train_y, device, on_epoch=on_epoch, adapter=adapter)
+        plot_alphas(alpha_log, log_dir / "alphas.png")
+        last = result.history[result.epoch - 1]
+        tune.report({**base, "derived": True, "failed": False, "arch_json": json.dumps(space.to_json(result.arch)),
+                     "score": float(result.valid_acc), "val_acc": float(result.valid_acc),
+                     "train_acc": last["train_acc"], "skip_connects": last["skip_connects"],
+                     "search_seconds": round(time.time() - start, 2), "epochs_run": len(result.history),
+                     "returned_epoch": result.epoch, "stopped_early": result.stopped_early,
+                     "stop_reason": result.stop_reason, "alpha_log": str(alpha_log)})
+    except TrialFailed as err:
+        tune.report({**base, "failed": True, "reason": err.reason, "score": float("nan")})
+    except Exception as err:  # a failed search never takes the run down
+        tune.report({**base, "failed": True, "reason": f"{type(err).__name__}: {err}", "score": float("nan")})
+
+
+class Darts(OneShotMethod):
+    """DARTS (Liu et al. 2019): options are :class:`~nas.darts.search.DartsConfig` fields (the paper's
+    defaults); searches the ``darts`` and ``nb201`` spaces and any space with ``darts_adapter()``."""
+
+    name = "darts"
+    default_space = "darts"
+    default_trials = 4
+
+    @classmethod
+    def resolve_options(cls, options: dict[str, Any], train: dict[str, Any], seed: int) -> dict[str, Any]:
+        known = {f.name for f in fields(DartsConfig)}
+        not_darts = sorted(set(train) - set(TRAIN_KEYS))
+        if not_darts:
+            raise InputError(f"train setting(s) {not_darts} do not apply to darts (it takes "
+                                         f"{list(TRAIN_KEYS)}); set DARTS options instead: {sorted(known)}")
+        given = {**{k: v for k, v in train.items() if k != "seed"}, **options}
+        given.pop("seed", None)
+        resolved = DartsConfig.from_dict({**given, "seed": seed}).to_dict()
+        resolved.pop("seed")  # each search's seed is its trial's (seed, seed + 1, ...)
+        return resolved
+
+    def check(self) -> None:
+        adapter_for(self.space)
+        darts = DartsConfig.from_dict({**self.options, "seed": 0})
+        gpus = self.gpus
+        if not self.remote and (gpus == 0 or torch.cuda.is_available()):  # else: checked in the trial
+            device = torch.device("cuda" if gpus > 0 else "cpu")
+            check_memory(self.space, darts, self.data.input_shape, available_memory(device),
+                         where=f"this machine's {device}")
+        self._lookup = _table_lookup(self.space, self.table)
+
+    def trainable(self) -> Callable[[dict[str, Any]], None]:
+        from ray import tune
+
+        return tune.with_parameters(darts_trial, space=self.space, options=self.options, data=self.data,
+                                    gpus=self.gpus)
+
+    def describe_epoch(self, result: dict[str, Any]) -> str | None:
+        if "epoch" not in result:
+            return None
+        return (f"seed {result['seed']} epoch {result['epoch']}/{self.options['epochs']}: supernet train acc "
+                f"{result.get('train_acc', 0):.3f}, val acc {result.get('val_acc', 0):.3f}, "
+                f"skip connects {result.get('skip_connects')}")
+
+    def describe_outcome(self, metrics: dict[str, Any]) -> str:
+        if "nb201_index" not in metrics:
+            return f", {metrics.get('skip_connects')} skip connects"
+        return (f", {metrics.get('skip_connects')} skip connects, NAS-Bench-201 index {metrics['nb201_index']} "
+                f"(test acc {metrics['nb201_test_acc']:.2f})")
+
+    def outcome(self, result: dict[str, Any]) -> tuple[Hashable, float, dict[str, Any]]:
+        arch = self.space.from_json(json.loads(result["arch_json"]))
+        metrics = {k: result[k] for k in (*RESULT_KEYS, "alpha_log") if k in result}
+        if self._lookup is not None:
+            metrics.update(self._lookup(arch))
+        return arch, float(result["score"]), metrics
+
+
+def _table_lookup(space: SearchSpace, table_path: str | None) -> Callable[[Hashable], dict[str, Any]] | None:
+    """For NB-201 runs given a table: derived cell -> its benchmark index and accuracies."""
+    if space.name != "nb201" or not table_path:
+        return None
+    table = NB201Table(table_path)
+
+    def lookup(arch: Hashable) -> dict[str, Any]:
+        row = table.row(arch)  # type: ignore[arg-type]
+        return {"nb201_index": int(table.index[row]), "nb201_test_acc": float(table.test_acc[row]),
+                "nb201_valid_acc": float(table.valid_acc[row])}
+
+    return lookup

@@ -1,0 +1,274 @@
+"""A run directory: its layout, its trial records, and a read-only view of a run.
+
+Layout (every path a run writes is named here)::
+
+    config.json            the resolved configuration (nas.config, with its schema version)
+    journal.jsonl          append-only events, the single source of truth (nas.journal)
+    state.json             snapshot of the strategy after journal line N
+    space.json             how a built-in space was built: {"space": name, "options": {...}}
+    graphs/HASH.json       the ArchGraph of every architecture handed out for evaluation
+    progress.png           best score so far (nas show, nas search)
+    tune/trials/trial_N/   the Ray Tune trial directory of trial N: weights.safetensors
+    darts/seed_S/          one-shot (DARTS) searches: alpha trajectory
+
+:class:`RunRecords` is the trial bookkeeping both the live run (:class:`nas.run.SearchRun`) and
+the read-only :class:`RunView` share: records by trial id, the best trial, counts, leaderboard.
+:class:`RunView` reads a run from its files alone (``nas show``, ``nas export``, ``nas train``): it
+never builds or replays a strategy, so it works for a run of a user's own space or strategy.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nas.journal import CONFIG, JOURNAL, Journal, atomic_write_json
+from search_spaces.errors import InputError
+from search_spaces.ir import ArchGraph
+from search_spaces.spaces import SPACES, make_space
+from search_spaces.spaces.base import SearchSpace
+
+SPACE_FILE = "space.json"
+GRAPHS_SUBDIR = "graphs"
+PROGRESS_PNG = "progress.png"
+TRIALS_SUBDIR = Path("tune") / "trials"
+TRIAL_WEIGHTS = "weights.safetensors"  # a trial's latest weights, in its trial directory
+ONE_SHOT_SUBDIR = "darts"
+
+
+def trials_dir(run_dir: str | Path) -> Path:
+    """Where Ray Tune keeps the run's trial directories (``storage_path / name``)."""
+    return Path(run_dir).resolve() / TRIALS_SUBDIR
+
+
+def trial_dir(run_dir: str | Path, trial: int) -> Path:
+    return trials_dir(run_dir) / f"trial_{trial}"
+
+
+def graph_path(run_dir: str | Path, arch_hash: str) -> Path:
+    return Path(run_dir) / GRAPHS_SUBDIR / f"{arch_hash}.json"
+
+
+def write_graph(run_dir: str | Path, arch_hash: str, graph: ArchGraph) -> None:
+    """Store a proposed architecture's graph once (atomic), so any reader can rebuild it without its space."""
+    path = graph_path(run_dir, arch_hash)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, graph.to_dict())
+
+
+def write_space_spec(run_dir: str | Path, name: str, options: dict[str, Any]) -> None:
+    atomic_write_json(Path(run_dir) / SPACE_FILE, {"space": name, "options": options})
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise InputError(f"{path} is not valid JSON ({err})") from None
+
+
+def read_config(run_dir: str | Path) -> dict[str, Any]:
+    """The stored configuration of a run directory (plain data); InputError if it is not one."""
+    path = Path(run_dir) / CONFIG
+    if not path.is_file():
+        raise InputError(f"{run_dir} is not a run directory (no {CONFIG}); pass the directory `nas search` printed")
+    config = read_json(path)
+    if not isinstance(config, dict):
+        raise InputError(f"{path} does not hold a configuration object")
+    return config
+
+
+@dataclass
+class TrialRecord:
+    """One trial as the journal tells it. ``status``: None while pending; "ok" | "failed" | "cached"."""
+
+    trial: int
+    arch: dict[str, Any]
+    hash: str
+    status: str | None = None
+    score: float | None = None
+    reason: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    t_propose: float = 0.0
+    t_result: float | None = None
+    label: str | None = None  # a human description of the architecture (the space's to_string)
+
+    @property
+    def done(self) -> bool:
+        return self.status is not None
+
+
+class RunRecords:
+    """Trial records of a run by id, with the best successful one, counts and the leaderboard."""
+
+    def __init__(self, run_dir: str | Path, max_trials: int) -> None:
+        self.run_dir = Path(run_dir)
+        self.max_trials = max_trials
+        self.records: dict[int, TrialRecord] = {}
+        self.best: TrialRecord | None = None
+
+    @property
+    def num_proposed(self) -> int:
+        return len(self.records)
+
+    @property
+    def num_done(self) -> int:
+        return sum(r.done for r in self.records.values())
+
+    @property
+    def num_failed(self) -> int:
+        return sum(r.status == "failed" or (r.status == "cached" and r.score is None) for r in self.records.values())
+
+    @property
+    def pending(self) -> list[int]:
+        return sorted(t for t, r in self.records.items() if not r.done)
+
+    @property
+    def finished(self) -> bool:
+        return self.num_done >= self.max_trials
+
+    def _add_proposal(self, event: dict[str, Any]) -> TrialRecord:
+        record = TrialRecord(event["trial"], event["arch"], event["hash"], t_propose=event.get("t", 0.0),
+                             label=event.get("label"))
+        self.records[record.trial] = record
+        return record
+
+    def _apply_result(self, record: TrialRecord, status: str, score: float | None, reason: str | None,
+                      metrics: dict[str, Any]) -> None:
+        record.status, record.score, record.reason, record.metrics = status, score, reason, metrics
+        if score is not None and (self.best is None or score > self.best.score):  # type: ignore[operator]
+            self.best = record
+
+    def leaderboard(self, top: int = 10) -> list[TrialRecord]:
+        scored = [r for r in self.records.values() if r.score is not None and r.status == "ok"]
+        return sorted(scored, key=lambda r: (-r.score, r.trial))[:top]  # type: ignore[operator]
+
+    def record(self, trial: int) -> TrialRecord:
+        record = self.records.get(trial)
+        if record is None:
+            ids = sorted(self.records)
+            known = f"trials {ids[0]}..{ids[-1]}" if ids else "no trials yet"
+            raise InputError(f"run {self.run_dir} has no trial {trial} ({known}); see `nas show {self.run_dir} "
+                             "--history`")
+        return record
+
+    def describe(self, record: TrialRecord) -> str:
+        return record.label or json.dumps(record.arch.get("encoding", record.arch), separators=(",", ":"))
+
+
+class RunView(RunRecords):
+    """A run as its files tell it, read-only: nothing is dispatched, written or replayed."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.config = read_config(run_dir)
+        super().__init__(run_dir, int(self.config.get("trials", 0)))
+        for event in Journal(run_dir).read():
+            kind = event.get("event")
+            if kind == "propose":
+                self._add_proposal(event)
+            elif kind == "result":
+                record = self.records.get(event.get("trial"))  # type: ignore[arg-type]
+                if record is None:
+                    raise InputError(f"{Path(run_dir) / JOURNAL}: result for trial {event.get('trial')} "
+                                     "that was never proposed")
+                self._apply_result(record, event["status"], event["score"], event.get("reason"),
+                                   event.get("metrics", {}))
+                record.t_result = event.get("t")
+
+    def data_settings(self) -> dict[str, Any] | None:
+        """The run's built-in dataset: {"dataset", "data_root", "val_fraction", "limit"}, or None (a benchmark
+        run, or a user's evaluator). Reads runs from before the schema-2 configuration too."""
+        data = self.config.get("data")
+        if isinstance(data, dict):
+            return data
+        if self.config.get("dataset"):  # schema 1: flat keys
+            options = self.config.get("data_options") or {}
+            return {"dataset": self.config["dataset"], "data_root": self.config.get("data_root"),
+                    "val_fraction": options.get("val_fraction"), "limit": options.get("limit")}
+        return None
+
+    @property
+    def is_benchmark(self) -> bool:
+        return bool(self.config.get("benchmark"))
+
+    def builtin_space(self) -> SearchSpace | None:
+        """The run's space rebuilt from ``space.json`` when it is a built-in one (None for a user's space)."""
+        path = self.run_dir / SPACE_FILE
+        if path.is_file():
+            spec = read_json(path)
+            if not isinstance(spec, dict) or not isinstance(spec.get("options"), dict):
+                raise InputError(f"{path} does not describe a space: {spec!r}")
+            name, options = spec.get("space"), spec["options"]
+        else:  # runs from before space.json, and benchmark runs
+            name, options = self.config.get("space"), self.config.get("space_options", {})
+        return make_space(name, **options) if name in SPACES else None
+
+    def describe(self, record: TrialRecord) -> str:
+        if record.label is None:  # journals from before labels
+            space = self.builtin_space()
+            to_string = getattr(space, "to_string", None)
+            if space is not None and to_string is not None:
+                try:
+                    return str(to_string(space.from_json(record.arch)))
+                except ValueError:
+                    return "?"
+        return super().describe(record)
+
+    def graph(self, trial: int) -> ArchGraph:
+        """The ArchGraph trial ``trial`` evaluated: stored in ``graphs/`` by the search, or (runs from
+        before it) rebuilt by the run's built-in space and checked against the journal's hash."""
+        record = self.record(trial)
+        path = graph_path(self.run_dir, record.hash)
+        if path.is_file():
+            graph = ArchGraph.from_dict(read_json(path))
+            graph.validate()
+            return graph
+        space = self.builtin_space()
+        if space is None:
+            raise InputError(f"run {self.run_dir} has no stored graph for trial {trial} ({path} is missing) and "
+                             f"its space {self.config.get('space')!r} is not a built-in one")
+        graph = space.to_graph(space.from_json(record.arch))
+        if not self.is_benchmark and graph.canonical_hash() != record.hash:  # benchmarks key by arch string
+            hint = ("the search space's code changed since the search" if (self.run_dir / SPACE_FILE).is_file()
+                    else f"the run has no {SPACE_FILE} (it predates it), so its space was rebuilt with default "
+                         "input shape and classes")
+            raise InputError(f"trial {trial} of {self.run_dir} rebuilds to a different graph than the search "
+                             f"trained (hash {graph.canonical_hash()[:16]} vs journal {record.hash[:16]}): {hint}")
+        return graph
+
+    def weights(self, trial: int) -> Path | None:
+        """The weights file (safetensors) trial ``trial`` saved, or None when it saved none.
+
+        The path comes from the trial's result metrics (a ``cached`` trial shares the weights of the
+        earlier trial of the same architecture); it is looked up under this run's ``tune/trials/`` by
+        its trial directory's name first, so a moved or copied run directory finds its own files.
+        """
+        record = self.record(trial)
+        saved = record.metrics.get("weights") if record.done else None
+        if not saved:
+            return None
+        recorded = Path(str(saved))
+        for candidate in (self.run_dir / TRIALS_SUBDIR / recorded.parent.name / recorded.name, recorded):
+            if candidate.is_file():
+                return candidate
+        return None
+
+    def pick(self, trial: int | None = None) -> TrialRecord:
+        """Trial ``trial``, or the best (highest score among status "ok", lowest id on ties); InputError
+        when it does not exist, has no result yet or failed."""
+        if trial is None:
+            board = self.leaderboard(top=1)
+            if not board:
+                raise InputError(f"run {self.run_dir} has no successful trial yet ({self.num_done} done, "
+                                 f"{self.num_failed} failed); pass --trial ID or wait for the search")
+            return board[0]
+        record = self.record(trial)
+        if not record.done:
+            raise InputError(f"trial {trial} of run {self.run_dir} has no result yet; pick a finished trial")
+        if record.score is None:
+            raise InputError(f"trial {trial} of run {self.run_dir} failed ({record.reason or 'no reason recorded'}); "
+                             "pick another (see `nas show`)")
+        return record

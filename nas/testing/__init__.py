@@ -1,0 +1,34 @@
+"""Conformance suites: reusable pytest test classes that every strategy or search space, built-in
+or user-written, must pass (in the style of ``optuna.testing``).
+
+* :class:`StrategyConformance` checks the ask/tell contract of :mod:`nas.strategies.base` (ids,
+  asynchronous asks, failures, ``best``, seeding, ``state_dict`` resume) and that the strategy
+  finds a planted optimum (:class:`PlantedObjective`, :func:`run_planted`).
+* :class:`SpaceConformance` checks the contract of :mod:`search_spaces.spaces.base` (encoding
+  bijection, sampling, neighbours and mutation, JSON, validated graphs with stable hashes).
+
+Subclass one in a test module, under a name starting with ``Test``, and override its hooks::
+
+    from nas.testing import SpaceConformance, StrategyConformance
+
+    class TestMyStrategy(StrategyConformance):
+        def make_strategy(self, space, seed):
+            return MyStrategy(space, seed=seed)
+
+    class TestMySpace(SpaceConformance):
+        def make_space(self):
+            return MySpace()
+
+Class attributes tune the checks (e.g. ``planted_budget``, ``planted_mode``, ``finds_planted``;
+``samples``, ``graph_check``); see each suite's docstring.
+"""
+
+import pytest
+
+pytest.register_assert_rewrite("nas.testing.spaces", "nas.testing.strategies")
+
+from nas.testing.spaces import SpaceConformance, assert_member  # noqa: E402
+from nas.testing.strategies import PlantedObjective, PlantedRun, StrategyConformance, run_planted  # noqa: E402
+
+__all__ = ["PlantedObjective", "PlantedRun", "SpaceConformance", "StrategyConformance", "assert_member",
+           "run_planted"]
