@@ -2,7 +2,7 @@
 :func:`run_trial`, the Tune function that builds it, calls the evaluator and reports.
 
 The trial's Tune config is plain data from the driver: ``trial`` (id), ``arch`` (the space's
-JSON form), ``graph`` (the ArchGraph as a dict: no space is needed in the worker), optionally
+JSON form), ``graph`` (the ArchGraph as a JSON string: no space is needed in the worker), optionally
 ``params``/``flops`` measured by the driver, and ``trial_dir`` (the trial's directory in the
 run's storage). Every report carries ``score`` (the objective of the metrics so far), the
 metrics, ``node``, ``device``, ``params``, ``flops`` and ``weights`` (the file the latest
@@ -126,7 +126,7 @@ def run_trial(config: dict[str, Any], evaluator: Any = None, objective: Objectiv
               gpus: float = 0.0) -> None:
     """One trial inside a Ray worker (the Tune function of a multi-trial search).
 
-    Builds the graph from ``config["graph"]``, measures params/FLOPs (unless the driver did), calls
+    Builds the graph from ``config["graph"]`` (JSON), measures params/FLOPs (unless the driver did), calls
     ``evaluator.evaluate(graph, trial)`` and reports its final metrics (unless its last report
     already gave the same value of the objective's metric). A failure (TrialFailed, any exception,
     a non-finite score, an infeasible latency) is reported as ``failed`` with a reason instead of
@@ -139,7 +139,7 @@ def run_trial(config: dict[str, Any], evaluator: Any = None, objective: Objectiv
     context = {"trial": config["trial"], "node": ray.get_runtime_context().get_node_id()}
     device = device_for(gpus)
     try:
-        graph = ArchGraph.from_dict(config["graph"])
+        graph = ArchGraph.from_json(config["graph"])
         params, flops = config.get("params"), config.get("flops")
         if params is None or flops is None:
             cost = measure(graph)

@@ -87,7 +87,8 @@ class MultiTrial(TrialSource):
             return None
         record, (graph, cost) = nxt
         measured = {} if cost is None else {"params": cost.params, "flops": cost.flops}
-        return {"trial": record.trial, "arch": record.arch, "graph": graph.to_dict(), "seed": self.seed,
+        # the graph as one JSON string: Tune flattens nested config values into result and logger columns
+        return {"trial": record.trial, "arch": record.arch, "graph": graph.to_json(), "seed": self.seed,
                 "dirname": f"trial_{record.trial}", "trial_dir": str(trial_dir(self.run.run_dir, record.trial)),
                 **measured}
 
