@@ -160,7 +160,7 @@ def _fraction(text: str) -> float:
 STRATEGY_FLAGS = ("population_size", "sample_size", "initial_mutations", "rounds_per_step", "order", "init_channels",
                   "layers", "arch_lr", "arch_weight_decay", "train_portion", "augment", "early_stop", "hessian_every")
 TRAIN_FLAGS = ("epochs", "batch_size", "optimizer", "lr", "weight_decay")
-DATA_FLAGS = {"dataset": "dataset", "data_root": "data_root", "val_fraction": "val_fraction", "data_limit": "limit"}
+DATA_FLAGS = ("dataset", "data_root", "val_fraction", "data_limit")  # data_limit: the data's "limit"
 OBJECTIVE_FLAGS = ("metric", "max_params", "max_mflops", "max_latency_ms", "params_penalty", "flops_penalty",
                    "latency_penalty")
 
@@ -182,32 +182,30 @@ def given_settings(args: argparse.Namespace) -> dict[str, Any]:
     if args.aux_skip:
         options["aux_skip"] = True
     for key, value in (("strategy_options", options), ("train", given(TRAIN_FLAGS)),
-                       ("data", given(DATA_FLAGS, DATA_FLAGS)), ("objective", given(OBJECTIVE_FLAGS))):
+                       ("data", given(DATA_FLAGS, {"data_limit": "limit"})), ("objective", given(OBJECTIVE_FLAGS))):
         if value:
             out[key] = value
     return out
 
 
-def search_config_from_args(args: argparse.Namespace) -> SearchConfig:
-    """The run's resolved configuration: ``--config FILE`` (if any), overridden by the flags given."""
+def search_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """``--config FILE`` (if any), overridden by the flags given."""
     settings = given_settings(args)
-    if args.config is not None:
-        settings = merge(load_config_file(args.config), settings)
-    return resolve_config(settings)
+    return settings if args.config is None else merge(load_config_file(args.config), settings)
 
 
-def trials_given(args: argparse.Namespace) -> bool:
-    if args.trials is not None:
-        return True
-    return args.config is not None and "trials" in load_config_file(args.config)
+def search_config_from_args(args: argparse.Namespace) -> SearchConfig:
+    """The run's resolved configuration from the command line."""
+    return resolve_config(search_settings(args))
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    config = search_config_from_args(args)
+    settings = search_settings(args)
+    config = resolve_config(settings)
     execution = Execution(address=args.address, cpus_per_trial=args.cpus_per_trial,
                           gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent,
                           download=args.download)
-    exp = Experiment.from_config(config, args.run_dir, execution=execution, trials_explicit=trials_given(args),
+    exp = Experiment.from_config(config, args.run_dir, execution=execution, trials_explicit="trials" in settings,
                                  callbacks=logger_callbacks(args.logger), quiet=args.quiet)
     run_dir = exp.run_dir
     result = exp.run(log=(lambda line: None) if args.quiet else print)

@@ -46,18 +46,13 @@ def resumed_trials(config: SearchConfig, run_dir: str | Path, explicit: bool) ->
 def build_evaluator(config: SearchConfig, evaluator: Evaluator | None) -> Evaluator:
     """The run's evaluator: the user's, or the built-in trainer bound to the config's data and training."""
     if evaluator is not None:
-        if isinstance(evaluator, Trainer) and config.data is not None and config.train is not None:
+        if isinstance(evaluator, Trainer) and config.data is not None:
             evaluator.configure(config.data, config.train)
         return evaluator
     if config.data is None:
         raise InputError(f"evaluator {config.evaluator!r} is not a built-in one: pass the evaluator object again "
                          "(nas.Experiment(evaluator=...)) to resume this run")
-    trainer = Trainer()
-    if config.train is not None:
-        trainer.configure(config.data, config.train)
-    else:  # one-shot methods train by themselves: the trainer only loads their data
-        trainer.data_config = config.data
-    return trainer
+    return Trainer().configure(config.data, config.train)  # train None: a one-shot method trains by itself
 
 
 def build_space(config: SearchConfig, evaluator: Evaluator | None,
@@ -116,7 +111,7 @@ def run_search(config: SearchConfig, run_dir: str | Path, *, space: SearchSpace 
     source = build_source(config, run_dir, space=space, strategy=strategy, evaluator=evaluator,
                           execution=execution, log=log)
     run = source.run
-    if run.finished or getattr(source, "finished", False):
+    if source.finished:
         run.close()
         return run
     max_epochs = config.train.epochs if config.train is not None else 1

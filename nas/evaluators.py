@@ -85,8 +85,9 @@ class Trainer(Evaluator):
         self.train_config: TrainConfig | None = None
         self.data: TensorDataset | None = None
 
-    def configure(self, data: DataConfig, train: TrainConfig) -> Trainer:
-        """Bind the resolved data and training configuration (done by the engine)."""
+    def configure(self, data: DataConfig, train: TrainConfig | None) -> Trainer:
+        """Bind the resolved data and training configuration (done by the engine; ``train`` None: the
+        data only, for a one-shot method that trains by itself)."""
         self.data_config, self.train_config = data, train
         return self
 

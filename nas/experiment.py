@@ -21,7 +21,6 @@ from nas.progress import Progress
 from nas.rundir import RunRecords, TrialRecord
 from nas.strategies.base import Strategy
 from search_spaces.errors import InputError
-from search_spaces.ir import ArchGraph
 from search_spaces.spaces.base import SearchSpace
 
 
@@ -41,8 +40,7 @@ class TrialResult:
 class Result:
     """A search's outcome: ``best``, ``trials`` (every one, by id), ``leaderboard()``, ``run_dir``."""
 
-    def __init__(self, run: RunRecords, space: SearchSpace, graphs: Callable[[TrialRecord], ArchGraph] | None = None,
-                 protocol: Any = None) -> None:
+    def __init__(self, run: RunRecords, space: SearchSpace, protocol: Any = None) -> None:
         self.run_dir = run.run_dir
         self._space = space
         self.trials = [self._trial(r) for r in sorted(run.records.values(), key=lambda r: r.trial) if r.done]
@@ -68,7 +66,7 @@ class Result:
 class Experiment:
     """A search, configured in Python.
 
-    ``space``: a built-in space name (``"macro"``, ``"nb201"``, ``"darts"``, ``"binary"``) or any
+    ``space``: a built-in space name (``"macro"``, the default; ``"nb201"``, ``"darts"``, ``"binary"``) or any
     :class:`~search_spaces.spaces.base.SearchSpace` instance, including your own.
     ``evaluator``: the built-in :class:`~nas.evaluators.Trainer` (the default: digits) or your
     function ``evaluate(model, trial) -> float | Mapping[str, float]`` (see :mod:`nas.evaluators`),
@@ -82,7 +80,7 @@ class Experiment:
     Other keyword arguments are configuration keys (``scheduler``, ``time_budget``, ``space_options``).
     """
 
-    def __init__(self, space: str | SearchSpace = "macro", evaluator: Evaluator | Callable[..., Any] | None = None,
+    def __init__(self, space: str | SearchSpace | None = None, evaluator: Evaluator | Callable[..., Any] | None = None,
                  strategy: str | Strategy = "evolution", trials: int | None = None, run_dir: str | Path | None = None,
                  seed: int = 0, *, strategy_options: Mapping[str, Any] | None = None,
                  objective: Objective | Mapping[str, Any] | None = None, resources: Mapping[str, float] | None = None,
@@ -97,7 +95,7 @@ class Experiment:
             given["space"] = space
         elif isinstance(space, SearchSpace):
             given["space"] = space.name or type(space).__name__
-        else:
+        elif space is not None:
             raise InputError(f"space must be a space name or a SearchSpace instance, got {space!r}")
         if isinstance(strategy, str):
             given["strategy"] = strategy

@@ -46,6 +46,11 @@ class TrialSource(ABC):
     run: SearchRun
     reuse_actors: bool = True
 
+    @property
+    def finished(self) -> bool:
+        """Nothing is left to run (default: the run's budget is spent)."""
+        return self.run.finished
+
     @abstractmethod
     def trainable(self) -> Callable[[dict[str, Any]], None]:
         """The trial function (any data it needs bound, e.g. with ``tune.with_parameters``)."""
@@ -113,7 +118,8 @@ def dispatch(source: TrialSource, *, cpus_per_trial: float = 1.0, gpus_per_trial
     """Run ``source``'s trials on Ray Tune until it has handed out all of them and all have ended.
 
     ``address`` joins an existing cluster ("auto" or host:port); otherwise an embedded local Ray
-    is started (``num_cpus`` caps it) and shut down at the end. ``scheduler="asha"`` stops
+    is started (``num_cpus`` caps it) and shut down at the end. At most ``max_concurrent`` trials
+    run at once (default: as many as the cluster's CPUs/GPUs fit when the search starts). ``scheduler="asha"`` stops
     trials early on their ``training_iteration`` (``max_epochs`` is the longest). ``callbacks``:
     Ray Tune callbacks (e.g. ``ray.tune.logger.TBXLoggerCallback``). The run is closed at the end.
     """
@@ -127,11 +133,14 @@ def dispatch(source: TrialSource, *, cpus_per_trial: float = 1.0, gpus_per_trial
     storage = trials_dir(source.run.run_dir)
     try:
         with ray_session(address, num_cpus):
+            # with a custom Searcher Tune keeps at most max_concurrent_trials pending (else 1: trials would
+            # run one at a time); our strategies propose for every free worker, so allow what fits
+            concurrent = max_concurrent or trial_capacity(cpus_per_trial, gpus_per_trial)
             tuner = tune.Tuner(
                 tune.with_resources(source.trainable(), resources),
                 tune_config=tune.TuneConfig(
                     search_alg=_make_searcher(source, progress), scheduler=sched, metric="score", mode="max",
-                    num_samples=-1, max_concurrent_trials=max_concurrent, reuse_actors=source.reuse_actors,
+                    num_samples=-1, max_concurrent_trials=concurrent, reuse_actors=source.reuse_actors,
                     trial_dirname_creator=trial_dirname),
                 run_config=tune.RunConfig(storage_path=str(storage.parent), name=storage.name, verbose=0,
                                           callbacks=list(callbacks),
@@ -142,6 +151,16 @@ def dispatch(source: TrialSource, *, cpus_per_trial: float = 1.0, gpus_per_trial
             progress.finish(source.run, time.time() - start)
     finally:
         source.run.close()
+
+
+def trial_capacity(cpus_per_trial: float, gpus_per_trial: float) -> int:
+    """How many trials of these resources the connected Ray cluster can run at once (at least 1)."""
+    import ray
+
+    resources = ray.cluster_resources()
+    fits = [int(resources.get(key, 0.0) // need) for key, need in (("CPU", cpus_per_trial), ("GPU", gpus_per_trial))
+            if need > 0]
+    return max(1, min(fits)) if fits else 1
 
 
 @contextlib.contextmanager

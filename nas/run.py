@@ -40,10 +40,6 @@ def graph_identity(space: SearchSpace) -> Callable[[Hashable], tuple[str, ArchGr
     return identify
 
 
-# keys of the config that may change between a run and its resumption
-RESUME_IGNORED_KEYS = ("address", "cpus_per_trial", "gpus_per_trial", "max_concurrent", "verbose")
-
-
 class ResumeError(InputError):
     """The journal cannot be replayed with the current code and configuration."""
 
@@ -75,7 +71,7 @@ class SearchRun(RunRecords):
         self.dedup = dedup
         self.snapshot_every = snapshot_every
         self.journal = Journal(run_dir, durable=durable)
-        self.resumed = self.journal.open_config(config, ignore=RESUME_IGNORED_KEYS, grow=("trials",))
+        self.resumed = self.journal.open_config(config, grow=("trials",))
         self.cache: dict[str, TrialRecord] = {}
         self.redispatch: deque[int] = deque()
         self._restore()

@@ -73,7 +73,7 @@ class Trial:
     """
 
     def __init__(self, trial_id: int, arch: dict[str, Any], graph: ArchGraph, device: torch.device,
-                 checkpoint_dir: Path, objective: Objective, seed: int,
+                 checkpoint_dir: Path, objective: Objective, seed: int, params: int, flops: int,
                  send: Callable[[dict[str, Any]], None], context: dict[str, Any]) -> None:
         self.id = trial_id
         self.arch = arch
@@ -86,7 +86,7 @@ class Trial:
         self.model: torch.nn.Module | None = None  # the user's model (FunctionEvaluator): saved at reports
         self.latency_ms: float | None = None
         self.weights = TrialWeights(checkpoint_dir, graph.canonical_hash())
-        self.params, self.flops = context.pop("params"), context.pop("flops")
+        self.params, self.flops = params, flops
         self._send = send
         self._context = context
         self.reports = 0
@@ -146,7 +146,7 @@ def run_trial(config: dict[str, Any], evaluator: Any = None, objective: Objectiv
             params, flops = cost.params, cost.flops
         trial_dir = Path(config["trial_dir"]) if config.get("trial_dir") else Path(tune.get_context().get_trial_dir())
         trial = Trial(config["trial"], config["arch"], graph, device, trial_dir, objective,
-                      int(config.get("seed", 0)), tune.report, {**context, "params": params, "flops": flops})
+                      int(config.get("seed", 0)), params, flops, tune.report, context)
         out = evaluator.evaluate(graph, trial)
         final = {trial.metric: float(out)} if isinstance(out, (int, float)) else dict(out)
         said = trial.last_metrics is not None and trial.last_metrics.get(trial.metric) == final.get(trial.metric)

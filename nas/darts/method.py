@@ -132,9 +132,8 @@ class Darts(OneShotMethod):
         not_darts = sorted(set(train) - set(TRAIN_KEYS))
         if not_darts:
             raise InputError(f"train setting(s) {not_darts} do not apply to darts (it takes "
-                                         f"{list(TRAIN_KEYS)}); set DARTS options instead: {sorted(known)}")
-        given = {**{k: v for k, v in train.items() if k != "seed"}, **options}
-        given.pop("seed", None)
+                             f"{list(TRAIN_KEYS)}); set DARTS options instead: {sorted(known)}")
+        given = {k: v for k, v in {**train, **options}.items() if k != "seed"}
         resolved = DartsConfig.from_dict({**given, "seed": seed}).to_dict()
         resolved.pop("seed")  # each search's seed is its trial's (seed, seed + 1, ...)
         return resolved

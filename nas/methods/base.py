@@ -20,7 +20,7 @@ from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any, ClassVar
 
-from nas.journal import JOURNAL
+from nas.journal import Journal
 from nas.ray_backend import TrialSource
 from nas.run import SearchRun
 from nas.rundir import ONE_SHOT_SUBDIR
@@ -63,8 +63,7 @@ class DerivedArchitectures(Strategy):
     @classmethod
     def from_journal(cls, run_dir: str | Path, space: SearchSpace, seed: int = 0) -> DerivedArchitectures:
         """The strategy whose proposals replay the journal of ``run_dir`` (empty when there is none)."""
-        events = read_lines(Path(run_dir) / JOURNAL)
-        derived = [space.from_json(e["arch"]) for e in events if e.get("event") == "propose"]
+        derived = [space.from_json(e["arch"]) for e in Journal(run_dir).read() if e.get("event") == "propose"]
         return cls(space, seed, derived)
 
 

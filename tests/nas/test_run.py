@@ -212,7 +212,11 @@ def test_different_config_refused(tmp_path: Path) -> None:
     make_run(tmp_path).close()
     with pytest.raises(ConfigMismatch, match="seed: 0 -> 1"):
         make_run(tmp_path, config={**CONFIG, "seed": 1})
-    make_run(tmp_path, config={**CONFIG, "address": "auto", "max_concurrent": 4}).close()  # ignored keys
+    with pytest.raises(ConfigMismatch, match=r"trials: 40 -> 30 \(a run's trials can grow, never shrink\)"):
+        make_run(tmp_path, config={**CONFIG, "trials": 30}, max_trials=30)
+    grown = make_run(tmp_path, config={**CONFIG, "trials": 50}, max_trials=50)  # a larger budget extends the run
+    grown.close()
+    assert json.loads((tmp_path / "config.json").read_text())["trials"] == 50
 
 
 def test_torn_journal_line_resumes(tmp_path: Path) -> None:

@@ -286,6 +286,16 @@ def test_failing_and_nan_trials_are_recorded_and_the_search_goes_on(tmp_path: Pa
     assert sorted(ok) == [0, 4]
     assert run.best is not None and run.best.trial == 4 and run.best.score == pytest.approx(0.3)
     assert [r.trial for r in run.leaderboard()] == [4, 0]
+    # both CPUs of the local Ray were used: a second trial was handed out before the first result
+    kinds = [e["event"] for e in read_journal(tmp_path / "run")]
+    assert kinds.index("result") >= 2, kinds
+
+
+def test_trial_capacity_counts_what_the_cluster_fits(local_ray: None) -> None:
+    from nas.ray_backend import trial_capacity
+
+    assert trial_capacity(1, 0) == 2 and trial_capacity(0.5, 0) == 4 and trial_capacity(3, 0) == 1
+    assert trial_capacity(1, 1) == 1  # no GPU in the cluster: at least one (Tune then reports it pending)
 
 
 def test_params_limit_fails_infeasible_trials_untrained(tmp_path: Path, local_ray: None) -> None:
