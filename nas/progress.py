@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from nas.rundir import RunRecords
+from nas.rundir import RunRecords, TrialRecord
 
 
 def _clock(seconds: float) -> str:
@@ -77,7 +77,7 @@ def leaderboard_rows(run: RunRecords, top: int = 10) -> list[dict[str, Any]]:
         rows.append({"rank": rank, "trial": r.trial, "score": f"{r.score:.4f}",
                      "val_acc": _fmt(m.get("best_val_acc", m.get("val_acc"))),
                      "params": m.get("params", "-"), "mflops": _fmt(m.get("flops", None), 1e-6, 2),
-                     "epochs": m.get("epochs_run", m.get("epoch", "-")), "hash": r.hash[:12],
+                     "epochs": _epochs(r), "hash": r.hash[:12],
                      "arch": run.describe(r)})
     return rows
 
@@ -85,10 +85,19 @@ def leaderboard_rows(run: RunRecords, top: int = 10) -> list[dict[str, Any]]:
 def history_rows(run: RunRecords) -> list[dict[str, Any]]:
     rows = []
     for r in sorted(run.records.values(), key=lambda r: r.trial):
-        rows.append({"trial": r.trial, "status": r.status or "pending",
+        status = r.status or "pending"
+        if r.budget is not None:
+            status += f", stopped early at epoch {r.budget:g}"
+        rows.append({"trial": r.trial, "status": status,
                      "score": "-" if r.score is None else f"{r.score:.4f}", "t": _fmt(r.t_result, 1, 1),
                      "hash": r.hash[:12], "note": r.reason or run.describe(r)})
     return rows
+
+
+def _epochs(r: TrialRecord) -> str:
+    """Epochs a trial ran; an early-stopped one (ASHA) is marked: its score is a low-fidelity one."""
+    epochs = r.metrics.get("epochs_run", r.metrics.get("epoch", "-"))
+    return f"{epochs} (stopped)" if r.budget is not None else str(epochs)
 
 
 def _fmt(value: Any, scale: float = 1.0, digits: int = 4) -> str:

@@ -38,7 +38,9 @@ class TrialSource(ABC):
       handed out. Called whenever Tune has room for a trial.
     * ``on_result(config, result)``: every intermediate report (default: nothing).
     * ``on_complete(config, result, error)``: the trial's last report, or ``error`` (a reason)
-      when its worker raised or died; exactly once per trial handed out.
+      when its worker raised or died; exactly once per trial handed out. A trial the scheduler
+      stopped before its last epoch (ASHA) has ``result["stopped_early"] = True``; its
+      ``training_iteration`` is the number of epochs it reached.
 
     A config names its trial's directory under ``RUN/tune/trials`` in ``config["dirname"]``.
     """
@@ -73,7 +75,30 @@ def trial_dirname(trial: Any) -> str:
     return str(trial.config.get("dirname") or f"trial_{trial.trial_id}")
 
 
-def _make_searcher(source: TrialSource, progress: Progress) -> Any:
+def _make_scheduler(scheduler: str, max_epochs: int) -> Any:
+    """Tune's FIFO scheduler, or ASHA on ``training_iteration`` that records which trials it stops
+    before ``max_epochs`` (``stopped_early``: Tune's result does not say so)."""
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+
+    if scheduler != "asha":
+        return FIFOScheduler()
+    max_t = max(max_epochs, 1)
+
+    class RecordingASHA(ASHAScheduler):
+        def __init__(self) -> None:
+            super().__init__(time_attr="training_iteration", max_t=max_t, grace_period=1, reduction_factor=3)
+            self.stopped_early: set[str] = set()
+
+        def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
+            decision = super().on_trial_result(tune_controller, trial, result)
+            if decision == TrialScheduler.STOP and result.get("training_iteration", max_t) < max_t:
+                self.stopped_early.add(trial.trial_id)
+            return decision
+
+    return RecordingASHA()
+
+
+def _make_searcher(source: TrialSource, progress: Progress, scheduler: Any) -> Any:
     from ray.tune.search import Searcher
 
     class SourceSearcher(Searcher):
@@ -105,6 +130,8 @@ def _make_searcher(source: TrialSource, progress: Progress) -> Any:
                 where = trials_dir(source.run.run_dir) / str(config.get("dirname", ""))
                 source.on_complete(config, None, f"trial raised or its worker died; see {where}/error.txt")
             else:
+                if trial_id in getattr(scheduler, "stopped_early", ()):
+                    result = {**result, "stopped_early": True}
                 source.on_complete(config, result, None)
             progress.update(source.run, len(self.running))
 
@@ -124,12 +151,10 @@ def dispatch(source: TrialSource, *, cpus_per_trial: float = 1.0, gpus_per_trial
     Ray Tune callbacks (e.g. ``ray.tune.logger.TBXLoggerCallback``). The run is closed at the end.
     """
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     progress = progress or Progress(source.run.max_trials)
     resources = {"cpu": cpus_per_trial, "gpu": gpus_per_trial}
-    sched = (ASHAScheduler(time_attr="training_iteration", max_t=max(max_epochs, 1), grace_period=1,
-                           reduction_factor=3) if scheduler == "asha" else FIFOScheduler())
+    sched = _make_scheduler(scheduler, max_epochs)
     storage = trials_dir(source.run.run_dir)
     try:
         with ray_session(address, num_cpus):
@@ -139,7 +164,7 @@ def dispatch(source: TrialSource, *, cpus_per_trial: float = 1.0, gpus_per_trial
             tuner = tune.Tuner(
                 tune.with_resources(source.trainable(), resources),
                 tune_config=tune.TuneConfig(
-                    search_alg=_make_searcher(source, progress), scheduler=sched, metric="score", mode="max",
+                    search_alg=_make_searcher(source, progress, sched), scheduler=sched, metric="score", mode="max",
                     num_samples=-1, max_concurrent_trials=concurrent, reuse_actors=source.reuse_actors,
                     trial_dirname_creator=trial_dirname),
                 run_config=tune.RunConfig(storage_path=str(storage.parent), name=storage.name, verbose=0,

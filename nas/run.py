@@ -12,6 +12,12 @@ finished trial runs twice, none is lost, and the trial budget is counted exactly
 Budget: ``max_trials`` counts proposals, including those answered without training: an
 architecture whose canonical hash was already evaluated in this run gets the earlier result
 (status ``cached``), and one that breaks a hard params/FLOPs limit is ``failed`` untrained.
+Strategies never repeat a member (their contract), so cached answers come from distinct members
+with the same network (isomorphic cells). A proposal whose hash is still being evaluated is not
+dispatched: it waits and gets that trial's result as ``cached`` when it ends.
+
+Fidelity: ``finish(..., budget=b)`` records a trial stopped early (by ASHA) after ``b`` epochs;
+the journal keeps ``budget`` and the strategy is told ``tell(trial, score, budget=b)``.
 """
 
 from __future__ import annotations
@@ -73,6 +79,8 @@ class SearchRun(RunRecords):
         self.journal = Journal(run_dir, durable=durable)
         self.resumed = self.journal.open_config(config, grow=("trials",))
         self.cache: dict[str, TrialRecord] = {}
+        self.inflight: dict[str, int] = {}  # hash -> the trial evaluating it
+        self.waiting: dict[str, list[int]] = {}  # hash -> later trials of it, answered when it ends
         self.redispatch: deque[int] = deque()
         self._restore()
 
@@ -82,6 +90,9 @@ class SearchRun(RunRecords):
         while True:
             if self.redispatch:
                 record = self.records[self.redispatch.popleft()]
+                if self._answered_or_waiting(record):
+                    continue
+                self.inflight[record.hash] = record.trial
                 return record, self.identify(self.space.from_json(record.arch))[1]
             if self.num_proposed >= self.max_trials:
                 return None
@@ -96,21 +107,42 @@ class SearchRun(RunRecords):
             self.journal.append(event)
             record = self._add_proposal(event)
             record.t_propose = self._clock()
-            earlier = self.cache.get(record.hash) if self.dedup else None
-            if earlier is not None:
-                self.finish(record.trial, earlier.score, status="cached",
-                            reason=f"same architecture as trial {earlier.trial}" +
-                            (f" ({earlier.reason})" if earlier.reason else ""), metrics=earlier.metrics)
+            if self._answered_or_waiting(record):
                 continue
             reason = self.feasibility(payload) if self.feasibility is not None else None
             if reason is not None:
                 self.finish(record.trial, None, status="failed", reason=reason)
                 continue
+            if self.dedup:
+                self.inflight[record.hash] = record.trial
             return record, payload
 
+    def _answered_or_waiting(self, record: TrialRecord) -> bool:
+        """Dedup: answer ``record`` from an earlier result of its hash, or park it behind the trial
+        still evaluating that hash; False when it must run."""
+        if not self.dedup:
+            return False
+        earlier = self.cache.get(record.hash)
+        if earlier is not None:
+            self._answer(record.trial, earlier)
+            return True
+        running = self.inflight.get(record.hash)
+        if running is not None and running != record.trial:
+            self.waiting.setdefault(record.hash, []).append(record.trial)
+            return True
+        return False
+
+    def _answer(self, trial: int, earlier: TrialRecord) -> None:
+        self.finish(trial, earlier.score, status="cached",
+                    reason=f"same architecture as trial {earlier.trial}" +
+                    (f" ({earlier.reason})" if earlier.reason else ""), metrics=earlier.metrics,
+                    budget=earlier.budget)
+
     def finish(self, trial: int, score: float | None, status: str = "ok", reason: str | None = None,
-               metrics: dict[str, Any] | None = None) -> TrialRecord:
-        """Record a trial's outcome durably and tell the strategy (None / non-finite = failed)."""
+               metrics: dict[str, Any] | None = None, budget: float | None = None) -> TrialRecord:
+        """Record a trial's outcome durably and tell the strategy (None / non-finite = failed;
+        ``budget``: the trial was stopped early after that many epochs). Trials waiting for the same
+        hash are answered with this result right after."""
         record = self.records[trial]
         if record.done:
             raise KeyError(f"trial {trial} already has a result")
@@ -119,18 +151,33 @@ class SearchRun(RunRecords):
             if status == "ok":
                 status = "failed"
             reason = reason or "no finite score"
-        self._apply_result(record, status, score, reason, metrics or {})
-        self.journal.append({"event": "result", "trial": trial, "status": status, "score": score,
-                             "reason": reason, "metrics": record.metrics})
+        if score is None:
+            budget = None
+        self._apply_result(record, status, score, reason, metrics or {}, budget)
+        event = {"event": "result", "trial": trial, "status": status, "score": score, "reason": reason,
+                 "metrics": record.metrics}
+        if budget is not None:
+            event["budget"] = budget
+        self.journal.append(event)
         record.t_result = self._clock()
-        self.strategy.tell(trial, score)
+        self._tell(trial, score, budget)
         if self.snapshot_every and self.strategy.num_told % self.snapshot_every == 0:
             self.journal.save_state(self.strategy.state_dict())
+        if status != "cached" and self.inflight.get(record.hash) == trial:
+            del self.inflight[record.hash]
+            for later in self.waiting.pop(record.hash, []):
+                self._answer(later, record)
         return record
 
+    def _tell(self, trial: int, score: float | None, budget: float | None) -> None:
+        if budget is None:
+            self.strategy.tell(trial, score)  # the pre-fidelity signature: user strategies may override tell
+        else:
+            self.strategy.tell(trial, score, budget=budget)
+
     def _apply_result(self, record: TrialRecord, status: str, score: float | None, reason: str | None,
-                      metrics: dict[str, Any]) -> None:
-        super()._apply_result(record, status, score, reason, metrics)
+                      metrics: dict[str, Any], budget: float | None = None) -> None:
+        super()._apply_result(record, status, score, reason, metrics, budget)
         if status != "cached":
             self.cache.setdefault(record.hash, record)
 
@@ -168,10 +215,10 @@ class SearchRun(RunRecords):
             elif kind == "result":
                 record = self.records[event["trial"]]
                 self._apply_result(record, event["status"], event["score"], event.get("reason"),
-                                   event.get("metrics", {}))
+                                   event.get("metrics", {}), event.get("budget"))
                 record.t_result = event.get("t")
                 if line >= replay_from:
-                    self.strategy.tell(record.trial, record.score)
+                    self._tell(record.trial, record.score, record.budget)
         self.redispatch = deque(sorted(t for t, r in self.records.items() if not r.done))
         if events:
             self.journal.set_time_offset(float(events[-1].get("t", 0.0)))

@@ -95,10 +95,15 @@ class TrialRecord:
     t_propose: float = 0.0
     t_result: float | None = None
     label: str | None = None  # a human description of the architecture (the space's to_string)
+    budget: float | None = None  # stopped early after this many epochs (None: the full budget)
 
     @property
     def done(self) -> bool:
         return self.status is not None
+
+    def rank_key(self) -> tuple[bool, float, int]:
+        """Sort key, best first: full-budget results before early-stopped ones, then score, then id."""
+        return (self.budget is not None, -(self.score if self.score is not None else float("-inf")), self.trial)
 
 
 class RunRecords:
@@ -137,14 +142,16 @@ class RunRecords:
         return record
 
     def _apply_result(self, record: TrialRecord, status: str, score: float | None, reason: str | None,
-                      metrics: dict[str, Any]) -> None:
+                      metrics: dict[str, Any], budget: float | None = None) -> None:
         record.status, record.score, record.reason, record.metrics = status, score, reason, metrics
-        if score is not None and (self.best is None or score > self.best.score):  # type: ignore[operator]
-            self.best = record
+        record.budget = budget
+        if score is not None and (self.best is None or record.rank_key()[:2] < self.best.rank_key()[:2]):
+            self.best = record  # a full-budget result beats any early-stopped one
 
     def leaderboard(self, top: int = 10) -> list[TrialRecord]:
+        """Successful trials, best first: full-budget results, then early-stopped ones, each by score."""
         scored = [r for r in self.records.values() if r.score is not None and r.status == "ok"]
-        return sorted(scored, key=lambda r: (-r.score, r.trial))[:top]  # type: ignore[operator]
+        return sorted(scored, key=TrialRecord.rank_key)[:top]
 
     def record(self, trial: int) -> TrialRecord:
         record = self.records.get(trial)
@@ -175,7 +182,7 @@ class RunView(RunRecords):
                     raise InputError(f"{Path(run_dir) / JOURNAL}: result for trial {event.get('trial')} "
                                      "that was never proposed")
                 self._apply_result(record, event["status"], event["score"], event.get("reason"),
-                                   event.get("metrics", {}))
+                                   event.get("metrics", {}), event.get("budget"))
                 record.t_result = event.get("t")
 
     def data_settings(self) -> dict[str, Any] | None:

@@ -25,11 +25,11 @@ import torch
 from torch import Tensor
 
 from nas.combo.kernel import DiffusionKernel
+from nas.combo.linalg import robust_cholesky
 from nas.combo.posterior import STABILISER, HyperSample
 
 CHUNK_ELEMENTS = 1 << 22
 """Candidates are scored in chunks of about this many ``S x chunk x n`` entries (32 MiB float64)."""
-_JITTERS = (1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3)
 
 
 def expected_improvement(mean: Tensor, var: Tensor, reference: float) -> Tensor:
@@ -38,24 +38,6 @@ def expected_improvement(mean: Tensor, var: Tensor, reference: float) -> Tensor:
     z = (reference - mean) / sigma
     pdf = torch.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
     return (sigma * (pdf + z * torch.special.ndtr(z))).clamp_min(0.0)
-
-
-def robust_cholesky(cov: Tensor) -> Tensor:
-    """Batched lower Cholesky ``(..., n, n)``; failed batch members retry with COMBO's jitter
-    ``trace · {1e-8, ..., 1e-3}``; RuntimeError if even that fails."""
-    chol, info = torch.linalg.cholesky_ex(cov)
-    if not bool((info > 0).any()):
-        return chol
-    eye = torch.eye(cov.shape[-1], dtype=cov.dtype)
-    trace = cov.diagonal(dim1=-2, dim2=-1).sum(-1)[..., None, None]
-    for rel in _JITTERS:
-        bad = info > 0
-        fixed, info_fixed = torch.linalg.cholesky_ex(cov + eye * trace * rel)
-        chol = torch.where(bad[..., None, None], fixed, chol)
-        info = torch.where(bad, info_fixed, info)
-        if not bool((info > 0).any()):
-            return chol
-    raise RuntimeError("covariance is not positive definite even with jitter 1e-3 · trace")
 
 
 class SampledGP:

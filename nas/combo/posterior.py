@@ -9,7 +9,8 @@ with COMBO's priors (3.4). All randomness comes from a ``numpy.random.Generator`
 
 Speed (same NLL as COMBO, computed differently):
 
-* ``c``, ``σ_f²``, ``σ_n²`` updates use one eigendecomposition ``G = Q diag(λ) Qᵀ`` per sweep:
+* ``c``, ``σ_f²``, ``σ_n²`` updates use one eigendecomposition ``G = Q diag(λ) Qᵀ`` per sweep
+  (:func:`nas.combo.linalg.symmetric_eigh`, which falls back across LAPACK routines):
   the covariance's eigenvalues are ``σ_f² (λ + 1e-6) + σ_n²`` and each NLL costs O(n).
 * a ``β_i`` update changes only factor ``i``: the product of the other factors is computed once
   per update and each NLL is one table look-up, one product and one Cholesky
@@ -29,6 +30,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from nas.combo.kernel import LOG_BETA_BOUNDS, DiffusionKernel
+from nas.combo.linalg import symmetric_eigh
 
 LOG_VAR_BOUNDS = (-12.0, math.log(1e4))
 """Support of ``log σ_f²`` and ``log σ_n²`` (priors.py: LOG_LOWER_BND and ln 10⁴)."""
@@ -131,6 +133,8 @@ def log_prior_log_amp(log_amp: float, y_var: float, k_min: float, k_max: float) 
         return -math.inf
     lo, hi = math.log(y_var) - math.log(k_max), math.log(y_var) - math.log(max(k_min, 1e-100))
     sd = (hi - lo) / 4.0
+    if not sd > 0.0:  # k_min == k_max: every variable has one value, the gram is all ones
+        sd = 1.0
     return -math.log(sd) - 0.5 * ((log_amp - 0.5 * (lo + hi)) / sd) ** 2
 
 
@@ -150,7 +154,8 @@ def log_prior_log_beta(log_beta: float) -> float:
 
 def cholesky_nll(cov: np.ndarray, resid: np.ndarray) -> float:
     """Gaussian NLL ``½‖L⁻¹r‖² + Σ log diag L + (n/2) log 2π`` for ``cov (n, n)``, ``resid (n,)``;
-    on failure retries with jitter ``trace · {1e-8, ..., 1e-3}`` (COMBO), else returns ``inf``."""
+    on failure retries with jitter ``trace · {1e-8, ..., 1e-3}`` (COMBO), else (or for a non-finite
+    result) returns ``inf``: the slice sampler then never moves there."""
     jitter_base = float(np.trace(cov))
     for rel in (0.0, 1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3):
         matrix = cov if rel == 0.0 else cov + np.eye(len(cov)) * (rel * jitter_base)
@@ -159,7 +164,8 @@ def cholesky_nll(cov: np.ndarray, resid: np.ndarray) -> float:
         except np.linalg.LinAlgError:
             continue
         sol = scipy.linalg.solve_triangular(chol, resid, lower=True, check_finite=False)
-        return 0.5 * float(sol @ sol) + float(np.log(np.diagonal(chol)).sum()) + len(resid) * HALF_LOG_2PI
+        nll = 0.5 * float(sol @ sol) + float(np.log(np.diagonal(chol)).sum()) + len(resid) * HALF_LOG_2PI
+        return nll if math.isfinite(nll) else math.inf  # NaN (a non-finite covariance) is no likelihood
     return math.inf
 
 
@@ -265,7 +271,7 @@ class GraphGPSampler:
     def scalar_nll(self, gram: np.ndarray) -> Callable[[float, float, float], float]:
         """NLL as a function of ``(c, log σ_f², log σ_n²)`` for a fixed unit gram ``(n, n)``, O(n) per
         call after one eigendecomposition: the covariance's eigenvalues are ``σ_f²(λ + 1e-6) + σ_n²``."""
-        lam, vecs = np.linalg.eigh(gram)
+        lam, vecs = symmetric_eigh(gram)
         qy, q1 = vecs.T @ self.y, vecs.T @ np.ones(self.n)
         const = self.n * HALF_LOG_2PI
 

@@ -25,10 +25,10 @@ from search_spaces.spaces.base import SearchSpace
 Payload = tuple[ArchGraph, Cost | None]
 _METRIC_KEYS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "best_val_acc", "epoch_seconds",
                 "latency_ms", "node", "device", "params", "flops", "weights", "weights_error")
-_REPORT_KEYS = {"score", "failed", "reason", "trial", "done", "time_this_iter_s", "time_total_s", "timestamp",
-                "training_iteration", "date", "hostname", "pid", "trial_id", "experiment_id", "time_since_restore",
-                "iterations_since_restore", "timesteps_since_restore", "checkpoint_dir_name", "node_ip", "config",
-                "should_checkpoint", "experiment_tag", "timesteps_total", "episodes_total"}
+_REPORT_KEYS = {"score", "failed", "stopped_early", "reason", "trial", "done", "time_this_iter_s", "time_total_s",
+                "timestamp", "training_iteration", "date", "hostname", "pid", "trial_id", "experiment_id",
+                "time_since_restore", "iterations_since_restore", "timesteps_since_restore", "checkpoint_dir_name",
+                "node_ip", "config", "should_checkpoint", "experiment_tag", "timesteps_total", "episodes_total"}
 
 
 def trial_payload(space: SearchSpace, objective: Objective) -> tuple[
@@ -100,4 +100,7 @@ class MultiTrial(TrialSource):
             self.run.finish(trial, None, reason=str(result.get("reason", "failed")), metrics=trial_metrics(result))
         else:
             score = float(result["score"])
-            self.run.finish(trial, score if math.isfinite(score) else None, metrics=trial_metrics(result))
+            # stopped early by the scheduler: a low-fidelity score, told with the epochs it reached
+            budget = float(result.get("training_iteration", 0)) if result.get("stopped_early") else None
+            self.run.finish(trial, score if math.isfinite(score) else None, metrics=trial_metrics(result),
+                            budget=budget)

@@ -5,9 +5,20 @@ Contract (the engine, benchmark mode and tests rely on exactly this):
 * ``ask() -> Proposal``: the next architecture to evaluate, with a fresh integer ``trial_id``
   (0, 1, 2, ... in ask order). ``ask`` may be called again before earlier proposals are told
   (asynchronous workers: every free worker asks), so a strategy must always be able to propose.
-* ``tell(trial_id, score)``: the outcome of a proposal. ``score`` is the objective, higher is
-  better (e.g. validation accuracy). ``score=None`` (or NaN/inf) means the trial FAILED (exception,
-  NaN loss, out of memory): the strategy forgets that proposal (it never enters a population or a
+* No repeats: ``ask`` never returns an architecture that was already proposed in this run
+  (evaluated, pending or failed) while an unproposed member of the space exists. Strategies
+  propose as they like (``_propose``); the base class rejects a repeat, lets the strategy
+  discard it (``_discard``: e.g. TPE tells it to its model) and asks again up to
+  ``max_redraws`` times, then substitutes an unproposed neighbour of the repeat (else a
+  uniformly random unproposed member) and hands it to the strategy (``_adopt``). Only when every
+  member has been proposed does ``ask`` repeat one (``num_repeats`` counts those).
+* ``tell(trial_id, score, budget=None)``: the outcome of a proposal. ``score`` is the objective,
+  higher is better (e.g. validation accuracy). ``budget=None`` means the score was measured at
+  the search's full budget; a number means the trial was stopped early (e.g. by ASHA) after
+  ``budget`` units of it (epochs), so the score is a low-fidelity one: it never updates ``best``
+  and each strategy says what it does with it (``_on_partial``; default: nothing, the member
+  only counts as proposed). ``score=None`` (or NaN/inf) means the trial FAILED (exception, NaN
+  loss, out of memory): the strategy forgets that proposal (it never enters a population or a
   model's data) and counts it in ``num_failed``; the caller still charges it to the budget.
   Telling an unknown or already-told ``trial_id`` raises ``KeyError``.
 * Seeded: all randomness comes from ``numpy.random.default_rng(seed)``; the same seed and the
@@ -15,7 +26,8 @@ Contract (the engine, benchmark mode and tests rely on exactly this):
 * ``state_dict()`` returns plain JSON-serialisable data (architectures via ``space.to_json``,
   the RNG's bit-generator state); ``load_state_dict`` restores it so a resumed search continues
   exactly where it stopped, including proposals that were asked but not yet told.
-* ``best`` is the best (architecture, score) told so far, by score (first occurrence on ties).
+* ``best`` is the best full-budget (architecture, score) told so far, by score (first
+  occurrence on ties).
 """
 
 from __future__ import annotations
@@ -30,6 +42,10 @@ import numpy as np
 
 from search_spaces.errors import InputError
 from search_spaces.spaces.base import SearchSpace
+
+MAX_EXACT_SIZE = 2**62
+"""Spaces up to this size draw unproposed members exactly (by rank); larger ones by rejection."""
+REJECTION_DRAWS = 64
 
 
 @dataclass(frozen=True)
@@ -46,6 +62,8 @@ class Strategy(ABC):
     """Base class: bookkeeping of ids, pending proposals, best-so-far, failures and RNG state."""
 
     name: str = ""
+    max_redraws: int = 10
+    """How often a repeated proposal is redrawn from the strategy before a substitute is chosen."""
 
     def __init__(self, space: SearchSpace, seed: int = 0) -> None:
         self.space = space
@@ -56,16 +74,37 @@ class Strategy(ABC):
         self.num_told = 0
         self.num_failed = 0
         self.best: tuple[Hashable, float] | None = None
+        # every member proposed in this run -> its full-budget score (None: pending, failed or partial)
+        self.proposed: dict[Hashable, float | None] = {}
+        self.num_redraws = 0  # repeated proposals rejected (redrawn or substituted)
+        self.num_repeats = 0  # repeats returned because every member had been proposed
+        self.num_partial = 0  # results told at less than the full budget
 
     # ------------------------------------------------------------------ the interface
     def ask(self) -> Proposal:
         arch = self._propose()
+        for _ in range(self.max_redraws):
+            if arch not in self.proposed:
+                break
+            self.num_redraws += 1
+            self._discard(arch)
+            arch = self._propose()
+        if arch in self.proposed:
+            substitute = self._unproposed_member(arch)
+            if substitute is None:
+                self.num_repeats += 1
+            else:
+                self.num_redraws += 1
+                self._discard(arch)
+                arch = substitute
+                self._adopt(arch)
         proposal = Proposal(self.next_id, arch)
         self.pending[self.next_id] = arch
+        self.proposed.setdefault(arch, None)
         self.next_id += 1
         return proposal
 
-    def tell(self, trial_id: int, score: float | None) -> None:
+    def tell(self, trial_id: int, score: float | None, budget: float | None = None) -> None:
         if trial_id not in self.pending:
             raise KeyError(f"trial {trial_id} was not proposed or was already told")
         arch = self.pending.pop(trial_id)
@@ -75,19 +114,63 @@ class Strategy(ABC):
             self._on_failure(trial_id, arch)
             return
         assert score is not None
+        if budget is not None:
+            self.num_partial += 1
+            self._on_partial(trial_id, arch, float(score), float(budget))
+            return
+        if self.proposed.get(arch) is None:
+            self.proposed[arch] = float(score)
         if self.best is None or score > self.best[1]:
             self.best = (arch, float(score))
         self._on_result(trial_id, arch, float(score))
 
     @abstractmethod
     def _propose(self) -> Hashable:
-        """Next architecture (called by ask)."""
+        """Next architecture (called by ask; a repeat is discarded and redrawn, see the contract)."""
+
+    def _discard(self, arch: Hashable) -> None:
+        """The last ``_propose`` returned ``arch``, which was proposed before: it is dropped (default:
+        nothing; a strategy that booked the proposal undoes or resolves that here)."""
+
+    def _adopt(self, arch: Hashable) -> None:
+        """``ask`` returns ``arch`` in place of the strategy's own (repeated) proposal; a strategy that
+        books its proposals books this one (default: nothing)."""
 
     def _on_result(self, trial_id: int, arch: Hashable, score: float) -> None:
-        """A successful trial's score (called by tell)."""
+        """A successful trial's full-budget score (called by tell)."""
+
+    def _on_partial(self, trial_id: int, arch: Hashable, score: float, budget: float) -> None:
+        """A trial stopped early after ``budget`` units with a low-fidelity ``score`` (default: nothing)."""
 
     def _on_failure(self, trial_id: int, arch: Hashable) -> None:
         """A failed trial (called by tell); default: forget it."""
+
+    # ------------------------------------------------------------------ unproposed members
+    def _unproposed_member(self, near: Hashable) -> Hashable | None:
+        """An unproposed neighbour of ``near`` (uniformly), else a uniformly random unproposed member,
+        else None (every member has been proposed)."""
+        fresh = [a for a in self.space.neighbours(near) if a not in self.proposed]
+        if fresh:
+            return fresh[int(self.rng.integers(len(fresh)))]
+        size = self.space.size
+        if len(self.proposed) >= size:
+            return None
+        if size > MAX_EXACT_SIZE or len(self.proposed) < size // 2:
+            for _ in range(REJECTION_DRAWS):
+                arch = self.space.sample(self.rng)
+                if arch not in self.proposed:
+                    return arch
+        if size > MAX_EXACT_SIZE:
+            return None
+        # exact: the r-th unproposed rank in mixed-radix order of the encodings
+        cards = self.space.cardinalities
+        taken = sorted(_rank(self.space.encode(a), cards) for a in self.proposed)
+        r = int(self.rng.integers(size - len(taken)))
+        for t in taken:
+            if t > r:
+                break
+            r += 1
+        return self.space.decode(_unrank(r, cards))
 
     # ------------------------------------------------------------------ state
     def _arch_json(self, arch: Hashable) -> dict[str, Any]:
@@ -106,6 +189,8 @@ class Strategy(ABC):
             "num_told": self.num_told,
             "num_failed": self.num_failed,
             "best": None if self.best is None else [self._arch_json(self.best[0]), self.best[1]],
+            "proposed": [[self._arch_json(a), s] for a, s in self.proposed.items()],
+            "counts": {"redraws": self.num_redraws, "repeats": self.num_repeats, "partial": self.num_partial},
         }
         state.update(self._extra_state())
         return state
@@ -122,6 +207,14 @@ class Strategy(ABC):
         self.num_failed = state["num_failed"]
         best = state["best"]
         self.best = None if best is None else (self._arch_from_json(best[0]), float(best[1]))
+        # states written before the no-repeat contract lack these: the pending ones are known
+        self.proposed = {self._arch_from_json(a): None if s is None else float(s) for a, s in state.get("proposed", [])}
+        for arch in self.pending.values():
+            self.proposed.setdefault(arch, None)
+        counts = state.get("counts", {})
+        self.num_redraws = int(counts.get("redraws", 0))
+        self.num_repeats = int(counts.get("repeats", 0))
+        self.num_partial = int(counts.get("partial", 0))
         self._load_extra_state(state)
 
     def _extra_state(self) -> dict[str, Any]:
@@ -129,3 +222,19 @@ class Strategy(ABC):
 
     def _load_extra_state(self, state: dict[str, Any]) -> None:
         pass
+
+
+def _rank(x: np.ndarray, cards: list[int]) -> int:
+    """Mixed-radix rank of an encoding (first variable most significant)."""
+    rank = 0
+    for value, card in zip(x.tolist(), cards, strict=True):
+        rank = rank * card + int(value)
+    return rank
+
+
+def _unrank(rank: int, cards: list[int]) -> list[int]:
+    values = []
+    for card in reversed(cards):
+        rank, value = divmod(rank, card)
+        values.append(value)
+    return values[::-1]

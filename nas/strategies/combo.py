@@ -32,7 +32,13 @@ class Combo(Strategy):
     * Initial design: uniformly random distinct members until ``n_initial`` results are told
       or in flight (at most the space's size; default 20 as in COMBO's benchmarks), and in any
       case until two results are told (the model needs them).
-    * Never proposes a member that was told, failed or is pending, unless every member is.
+    * Never proposes a member that was told, failed, stopped early or is pending, unless every
+      member is (then a random member, without modelling).
+    * Trials stopped early (``tell(..., budget=b)``): the low-fidelity score stays out of the GP
+      (it models full-budget results only); the member is not proposed again.
+    * Linear algebra that fails even after its fallback chains (:mod:`nas.combo.linalg`) never
+      ends the search: that ask proposes a random unproposed member (``model_failures`` counts them,
+      ``last_model_error`` says why).
     * Concurrent asks (pending proposals): Kriging believer. Pending members enter each
       sample's GP observed at that sample's posterior mean, so their EI collapses and
       concurrent proposals differ. The hyper-parameter chain uses told results only.
@@ -63,6 +69,9 @@ class Combo(Strategy):
         self.kernel = DiffusionKernel(self.vertices.cards.tolist(), [v.ordinal for v in space.variables])
         self.observations: list[tuple[Hashable, float]] = []  # told results in tell order
         self.failed: list[Hashable] = []
+        self.partial: list[tuple[Hashable, float, float]] = []  # (member, score, budget) of early-stopped trials
+        self.model_failures = 0
+        self.last_model_error: str | None = None
         self.chain: HyperSample | None = None  # the sampler's last state (None until burn-in)
         self.last_timing: dict[str, float] = {}  # seconds of the last model-based ask, by stage
 
@@ -73,16 +82,25 @@ class Combo(Strategy):
 
     # ------------------------------------------------------------------ ask / tell
     def _excluded(self) -> set[tuple[int, ...]]:
-        archs = [a for a, _ in self.observations] + self.failed + list(self.pending.values())
+        archs = ([a for a, _ in self.observations] + self.failed + [a for a, _, _ in self.partial]
+                 + list(self.pending.values()) + list(self.proposed))
         return {self.vertices.key(self.space.encode(a)) for a in archs}
 
     def _propose(self) -> Hashable:
         excluded = self._excluded()
         n_obs = len(self.observations)
-        if n_obs + len(self.pending) < self.n_initial or n_obs < 2:
+        if n_obs + len(self.pending) < self.n_initial or n_obs < 2 or len(excluded) >= self.vertices.size:
             x = self.vertices.random_unexcluded(self.rng, excluded)
             return self.space.decode(x if x is not None else self.vertices.random(self.rng, 1)[0])
-        return self.space.decode(self._model_proposal(excluded))
+        from nas.combo import PosteriorFailure
+
+        try:
+            return self.space.decode(self._model_proposal(excluded))
+        except (PosteriorFailure, np.linalg.LinAlgError) as err:
+            self.model_failures += 1
+            self.last_model_error = f"{type(err).__name__}: {err}"
+            x = self.vertices.random_unexcluded(self.rng, excluded)
+            return self.space.decode(x if x is not None else self.vertices.random(self.rng, 1)[0])
 
     def _model_proposal(self, excluded: set[tuple[int, ...]]) -> np.ndarray:
         from nas.combo import GraphGPSampler, SampledGP, optimise_acquisition
@@ -112,11 +130,16 @@ class Combo(Strategy):
     def _on_failure(self, trial_id: int, arch: Hashable) -> None:
         self.failed.append(arch)
 
+    def _on_partial(self, trial_id: int, arch: Hashable, score: float, budget: float) -> None:
+        self.partial.append((arch, score, budget))
+
     # ------------------------------------------------------------------ state
     def _extra_state(self) -> dict[str, Any]:
         return {"options": dict(self.options),
                 "observations": [[self._arch_json(a), s] for a, s in self.observations],
                 "failed": [self._arch_json(a) for a in self.failed],
+                "partial": [[self._arch_json(a), s, b] for a, s, b in self.partial],
+                "model_failures": self.model_failures,
                 "chain": None if self.chain is None else self.chain.to_json()}
 
     def _load_extra_state(self, state: dict[str, Any]) -> None:
@@ -125,4 +148,6 @@ class Combo(Strategy):
         self.options = {k: int(v) for k, v in state["options"].items()}
         self.observations = [(self._arch_from_json(a), float(s)) for a, s in state["observations"]]
         self.failed = [self._arch_from_json(a) for a in state["failed"]]
+        self.partial = [(self._arch_from_json(a), float(s), float(b)) for a, s, b in state.get("partial", [])]
+        self.model_failures = int(state.get("model_failures", 0))
         self.chain = None if state["chain"] is None else HyperSample.from_json(state["chain"])

@@ -2,6 +2,13 @@
 
 Both are asynchronous (Real et al. 2019; NNI's scheme, nas-algorithms.md 1.6): a proposal is
 made whenever a worker is free; a child joins the population when its result is told.
+
+A repeated child (the base contract) is not evaluated again: when it has a full-budget score it
+rejoins the population with that score at no cost (as a re-evaluation would have made it, which
+keeps a good member alive in aging evolution), and the tournament and mutation run again; the
+annealed schedule counts only children actually proposed. A result told at less than the
+full budget (a trial stopped early by ASHA) never joins the population: a low-fidelity score
+would compete with full-budget ones as if final; the member only counts as proposed.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ class _Evolution(Strategy):
         self.tournament_replacement = tournament_replacement
         self.population: deque[tuple[Hashable, float]] = deque()
         self.num_children = 0  # proposals made by mutation
+        self._last_was_child = False
 
     def _tournament_parent(self) -> Hashable:
         """Best of ``sample_size`` members drawn uniformly (ties: first drawn)."""
@@ -46,12 +54,28 @@ class _Evolution(Strategy):
     def _propose(self) -> Hashable:
         # random initialisation until the population plus everything in flight covers P;
         # afterwards every free worker gets a mutated tournament winner
+        self._last_was_child = False
         if not self.population or len(self.population) + len(self.pending) < self.population_size:
             return self.space.sample(self.rng)
         parent = self._tournament_parent()
         child = self._mutate(parent)
         self.num_children += 1
+        self._last_was_child = True
         return child
+
+    def _discard(self, arch: Hashable) -> None:
+        if self._last_was_child:
+            self.num_children -= 1
+        known = self.proposed.get(arch)
+        if known is not None:
+            self._join(arch, known)
+
+    def _on_result(self, trial_id: int, arch: Hashable, score: float) -> None:
+        self._join(arch, score)
+
+    def _join(self, arch: Hashable, score: float) -> None:
+        """A member with its score joins the population (each variant removes one its own way)."""
+        raise NotImplementedError
 
     def _mutate(self, parent: Hashable) -> Hashable:
         return self.space.mutate(parent, self.rng)
@@ -83,7 +107,7 @@ class RegularizedEvolution(_Evolution):
         # the paper's P=100, S=25 need thousands
         super().__init__(space, population_size, sample_size, seed, tournament_replacement)
 
-    def _on_result(self, trial_id: int, arch: Hashable, score: float) -> None:
+    def _join(self, arch: Hashable, score: float) -> None:
         self.population.append((arch, score))
         while len(self.population) > self.population_size:
             self.population.popleft()  # aging: remove the oldest
@@ -117,7 +141,7 @@ class AnnealedEvolution(_Evolution):
             child = self.space.mutate(child, self.rng)
         return child
 
-    def _on_result(self, trial_id: int, arch: Hashable, score: float) -> None:
+    def _join(self, arch: Hashable, score: float) -> None:
         self.population.append((arch, score))
         while len(self.population) > self.population_size:
             worst = min(range(len(self.population)), key=lambda k: self.population[k][1])

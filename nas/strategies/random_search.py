@@ -1,4 +1,5 @@
-"""Random search: the baseline. Every proposal is an independent uniform sample of the space."""
+"""Random search: the baseline. Every proposal is a uniform sample of the members not yet proposed
+(a repeated sample is redrawn, see the base contract)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from nas.strategies.base import Strategy
 
 
 class RandomSearch(Strategy):
-    """Uniform sampling (``space.sample``); results only update ``best``; failures are forgotten."""
+    """Uniform sampling (``space.sample``) without repeats; full-budget results only update ``best``;
+    early-stopped and failed ones are forgotten."""
 
     name = "random"
 

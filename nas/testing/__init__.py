@@ -2,8 +2,9 @@
 or user-written, must pass (in the style of ``optuna.testing``).
 
 * :class:`StrategyConformance` checks the ask/tell contract of :mod:`nas.strategies.base` (ids,
-  asynchronous asks, failures, ``best``, seeding, ``state_dict`` resume) and that the strategy
-  finds a planted optimum (:class:`PlantedObjective`, :func:`run_planted`).
+  asynchronous asks, no repeated proposals, failures, early-stopped results, ``best``, seeding,
+  ``state_dict`` resume, one-member spaces) and that the strategy finds a planted optimum
+  (:class:`PlantedObjective`, :func:`run_planted`).
 * :class:`SpaceConformance` checks the contract of :mod:`search_spaces.spaces.base` (encoding
   bijection, sampling, neighbours and mutation, JSON, validated graphs with stable hashes).
 
@@ -27,8 +28,8 @@ import pytest
 
 pytest.register_assert_rewrite("nas.testing.spaces", "nas.testing.strategies")
 
-from nas.testing.spaces import SpaceConformance, assert_member  # noqa: E402
+from nas.testing.spaces import IndexSpace, SpaceConformance, assert_member  # noqa: E402
 from nas.testing.strategies import PlantedObjective, PlantedRun, StrategyConformance, run_planted  # noqa: E402
 
-__all__ = ["PlantedObjective", "PlantedRun", "SpaceConformance", "StrategyConformance", "assert_member",
+__all__ = ["IndexSpace", "PlantedObjective", "PlantedRun", "SpaceConformance", "StrategyConformance", "assert_member",
            "run_planted"]

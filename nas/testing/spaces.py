@@ -29,8 +29,10 @@ Every check is derived from the contract alone, so it holds for any correct spac
   hash (an all-``none`` cell collapses), so that is not required.
 
 A degenerate space (every variable has one value) passes too: it has no neighbours, and
-``mutate`` is then not checked, because the contract does not say what it does when no variable
-can move (the base class lets numpy's ``ValueError: high <= 0`` escape).
+``mutate`` must then return the member unchanged.
+
+:class:`IndexSpace` is a product space of plain index tuples (no networks) for strategy checks on
+spaces of any shape: tiny, exhaustible, one-member.
 """
 
 from __future__ import annotations
@@ -102,6 +104,30 @@ def untouched_global_rngs(what: str) -> Iterator[None]:
         f"{what} consumed the global numpy.random generator"
     if torch is not None and torch_state is not None:
         assert torch.equal(torch.random.get_rng_state(), torch_state), f"{what} consumed torch's global generator"
+
+
+class IndexSpace(SearchSpace):
+    """Members are index tuples of the product ``∏ range(card_i)``; ``ordinal[i]`` marks ordinal
+    variables. Strategies never build graphs, so ``to_graph`` raises."""
+
+    def __init__(self, cardinalities: tuple[int, ...], ordinal: tuple[bool, ...] | None = None,
+                 name: str | None = None) -> None:
+        ordinal = ordinal or (False,) * len(cardinalities)
+        self.name = name or "index-" + "x".join(str(c) for c in cardinalities)
+        self.variables = tuple(Variable(f"v{i}", tuple(range(c)), ordinal=o)
+                               for i, (c, o) in enumerate(zip(cardinalities, ordinal, strict=True)))
+
+    def encode(self, arch: Hashable) -> np.ndarray:
+        x = np.asarray(arch, dtype=np.int64)
+        if x.shape != (len(self.variables),) or not bool(((x >= 0) & (x < self.cardinalities)).all()):
+            raise ValueError(f"{self.name}: not a member: {arch!r}")
+        return x
+
+    def decode_indices(self, indices: tuple[int, ...]) -> Hashable:
+        return tuple(indices)
+
+    def to_graph(self, arch: Hashable) -> ArchGraph:
+        raise NotImplementedError(f"{self.name}: members are index tuples, not networks")
 
 
 class _ForeignSpace(SearchSpace):
@@ -262,7 +288,9 @@ class SpaceConformance:
             x = space.encode(arch)
             expected = set(expected_neighbour_codes(space, x))
             if not expected:
-                continue  # no variable can move: the contract does not define mutate here
+                assert space.mutate(arch, np.random.default_rng(k)) == arch, \
+                    f"{space.name}: mutate of a member without neighbours must return it unchanged"
+                continue
             movable = {i for i, var in enumerate(space.variables) if var.cardinality > 1}
             rng = np.random.default_rng(100 + k)
             changed: Counter[int] = Counter()

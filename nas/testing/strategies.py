@@ -18,6 +18,11 @@ overridden):
 * telling an unknown or an already-told id raises ``KeyError`` and changes nothing;
 * failures (``None``, NaN, +-inf) are counted in ``num_failed``, never become ``best``, never
   reach the state as non-finite numbers, and the strategy keeps proposing;
+* no repeats: no architecture is proposed twice while an unproposed member exists, on the
+  main space and on a small space (:meth:`StrategyConformance.make_small_space`) asked until
+  every member is proposed; after that ``ask`` still answers (a repeat);
+* a result told with ``budget=`` (stopped early) never becomes ``best`` and survives the state;
+* a one-member space: the strategy keeps proposing its member without error;
 * ``best`` is the best told score, the first one on ties;
 * same seed and same tells give the same proposals; a different seed gives different ones; no
   global generator (``random``, ``numpy.random``, torch's) is consumed;
@@ -52,7 +57,7 @@ import numpy as np
 import pytest
 
 from nas.strategies.base import Proposal, Strategy
-from nas.testing.spaces import assert_member, untouched_global_rngs
+from nas.testing.spaces import IndexSpace, assert_member, untouched_global_rngs
 from search_spaces.spaces.base import SearchSpace
 
 
@@ -177,6 +182,11 @@ class StrategyConformance:
 
         return NB201Space()
 
+    def make_small_space(self) -> SearchSpace | None:
+        """A small space (tens of members) the strategy can exhaust, or None to skip those checks
+        (default: 3 x 2 x 3 index tuples, the last variable ordinal)."""
+        return IndexSpace((3, 2, 3), ordinal=(False, False, True))
+
     # ------------------------------------------------------------------ helpers
     def _score(self, objective: PlantedObjective, proposal: Proposal) -> float | None:
         failed = self.fail_every and proposal.trial_id % self.fail_every == self.fail_every - 1
@@ -263,6 +273,59 @@ class StrategyConformance:
         assert strategy.num_told == 4 + more and strategy.num_failed == 2 + more and strategy.pending == {}
         assert strategy.best == (first[1].arch, 2.0)
         _plain(strategy.state_dict())  # failed scores must not leak into the state as NaN/inf
+
+    # ------------------------------------------------------------------ every query counts
+    def test_no_repeats_while_unproposed_members_exist(self) -> None:
+        strategy, objective = self._fresh(21)
+        proposals = self._drive(strategy, objective, self.drive_steps)
+        archs = [p.arch for p in proposals]
+        assert len(set(archs)) == len(archs), f"repeated proposals on {strategy.space.name}: " \
+            f"{[a for a in set(archs) if archs.count(a) > 1]}"
+        space = self.make_small_space()
+        if space is None:
+            pytest.skip(f"{type(self).__name__}.make_small_space() is None")
+        strategy = self.make_strategy(space, 22)
+        objective = PlantedObjective(space, seed=23)
+        seen: list[Hashable] = []
+        inflight: deque[Proposal] = deque()
+        while len(seen) < space.size:  # two workers, every fifth trial fails
+            while len(inflight) < 2 and len(seen) < space.size:
+                inflight.append(strategy.ask())
+                seen.append(inflight[-1].arch)
+            p = inflight.popleft()
+            strategy.tell(p.trial_id, None if p.trial_id % 5 == 4 else objective(p.arch))
+        assert len(set(seen)) == space.size, f"{space.size - len(set(seen))} repeats before {space.name} " \
+                                             "was exhausted"
+        for p in inflight:
+            strategy.tell(p.trial_id, objective(p.arch))
+        extra = strategy.ask()  # exhausted: a repeat, but an answer
+        assert_member(space, extra.arch)
+        strategy.tell(extra.trial_id, objective(extra.arch))
+
+    def test_early_stopped_results_are_not_final(self) -> None:
+        strategy, _ = self._fresh(24)
+        a, b, c = (strategy.ask() for _ in range(3))
+        strategy.tell(a.trial_id, 1.0)
+        strategy.tell(b.trial_id, 5.0, budget=1)  # higher, but measured after 1 unit of the budget
+        assert strategy.best == (a.arch, 1.0), "an early-stopped score became best"
+        strategy.tell(c.trial_id, 2.0, budget=2.5)
+        assert strategy.best == (a.arch, 1.0) and strategy.num_told == 3
+        state = _plain(strategy.state_dict())
+        restored, _ = self._fresh(24)
+        restored.load_state_dict(state)
+        nxt = strategy.ask()
+        assert restored.ask() == nxt
+        assert nxt.arch not in (a.arch, b.arch, c.arch)
+
+    def test_a_one_member_space_is_proposed_without_error(self) -> None:
+        space = IndexSpace((1, 1), name="one-member")
+        strategy = self.make_strategy(space, 25)
+        for k in range(4):
+            p = strategy.ask()
+            assert p.arch == (0, 0)
+            strategy.tell(p.trial_id, None if k == 1 else float(k))
+        assert strategy.best == ((0, 0), 3.0)
+        _plain(strategy.state_dict())
 
     def test_best_is_the_best_told_score_first_on_ties(self) -> None:
         strategy, objective = self._fresh(3)

@@ -11,7 +11,8 @@ the space's own type, e.g. an NB-201 op tuple or a DARTS genotype) by a fixed li
 * ``sample(rng)`` draws uniformly from the product (per-variable uniform).
 * ``neighbours(arch)`` are the members one variable-change away: any other value of a
   categorical variable, the adjacent value(s) of an ordinal one. ``mutate(arch, rng)`` picks a
-  variable uniformly among those with a neighbour, then a neighbour value uniformly.
+  variable uniformly among those with a neighbour, then a neighbour value uniformly; a member
+  without neighbours (every variable single-valued) is returned unchanged.
 * ``to_graph(arch) -> ArchGraph`` is the full network (validated shapes) for the space's
   input shape and class count; ``to_json`` / ``from_json`` round-trip a member as plain data.
 
@@ -103,6 +104,8 @@ class SearchSpace(ABC):
     def mutate(self, arch: Hashable, rng: np.random.Generator) -> Hashable:
         x = self.encode(arch)
         movable = [i for i, var in enumerate(self.variables) if var.neighbour_indices(int(x[i]))]
+        if not movable:
+            return arch  # no neighbours: the space has one member
         i = movable[int(rng.integers(len(movable)))]
         options = self.variables[i].neighbour_indices(int(x[i]))
         x[i] = options[int(rng.integers(len(options)))]

@@ -350,3 +350,64 @@ def test_default_identity_is_the_canonical_graph_hash(tmp_path: Path) -> None:
     record, graph = run.next_trial()
     arch = SPACE.from_json(record.arch)
     assert record.hash == SPACE.to_graph(arch).canonical_hash() == graph.canonical_hash()
+
+
+# ---------------------------------------------------------------------------------- every query counts
+def coarse_key(arch: Hashable) -> tuple[str, Hashable]:
+    return arch[0], arch  # 5 keys for 15,625 members: distinct members share a "network"
+
+
+def test_an_in_flight_duplicate_waits_and_gets_the_result(tmp_path: Path) -> None:
+    run = make_run(tmp_path, "random", max_trials=12, identify=coarse_key)
+    handed: list[tuple[int, str]] = []
+    while (nxt := run.next_trial()) is not None:  # everything in flight at once: nothing finished yet
+        handed.append((nxt[0].trial, nxt[0].hash))
+    hashes = [h for _, h in handed]
+    assert len(hashes) == len(set(hashes)) <= 5, "a hash being evaluated was dispatched again"
+    waiting = [t for t, r in run.records.items() if not r.done and t not in dict(handed)]
+    assert len(handed) + len(waiting) == 12 and waiting
+    first, key = handed[0]
+    parked = list(run.waiting.get(key, []))
+    run.finish(first, 7.0, metrics={"val_acc": 0.7})
+    for trial in parked:  # answered the moment the original ended
+        r = run.records[trial]
+        assert r.status == "cached" and r.score == 7.0 and f"trial {first}" in r.reason
+    for trial, _ in handed[1:]:
+        run.finish(trial, 1.0)
+    assert run.finished and run.num_done == 12 and run.strategy.num_told == 12
+
+
+def test_in_flight_duplicates_survive_a_crash(tmp_path: Path) -> None:
+    run = make_run(tmp_path, "random", max_trials=10, identify=coarse_key)
+    handed = []
+    while (nxt := run.next_trial()) is not None:
+        handed.append(nxt[0].trial)
+    run.journal.close()  # crash: every trial in flight, the duplicates parked
+    resumed = make_run(tmp_path, "random", max_trials=10, identify=coarse_key)
+    again = []
+    while (nxt := resumed.next_trial()) is not None:
+        again.append(nxt[0].trial)
+    assert again == handed  # the same originals run again; their duplicates wait again
+    for trial in again:
+        resumed.finish(trial, float(trial))
+    assert resumed.finished and all(r.done for r in resumed.records.values())
+    assert {r.status for r in resumed.records.values()} <= {"ok", "cached"}
+
+
+def test_early_stopped_results_are_journaled_told_and_replayed(tmp_path: Path) -> None:
+    run = make_run(tmp_path, "evolution", max_trials=8, identify=by_string)
+    trials = [run.next_trial()[0].trial for _ in range(4)]
+    run.finish(trials[0], 0.9, metrics={"epochs_run": 3})
+    run.finish(trials[1], 0.95, metrics={"epochs_run": 1}, budget=1)  # stopped early: higher, not final
+    run.finish(trials[2], None, budget=2)  # a failure is a failure, whatever the budget
+    assert run.best.trial == trials[0] and [r.trial for r in run.leaderboard()] == [trials[0], trials[1]]
+    assert run.strategy.num_partial == 1 and run.strategy.best[1] == 0.9
+    assert all(arch != run.records[trials[1]].arch for arch, _ in
+               [(SPACE.to_json(a), s) for a, s in run.strategy.population])  # never in the population
+    events = [e for e in journal_events(tmp_path) if e["event"] == "result"]
+    assert [e.get("budget") for e in events] == [None, 1, None]
+    run.journal.close()
+    (tmp_path / STATE).unlink()  # replay the journal from the start
+    resumed = make_run(tmp_path, "evolution", max_trials=8, identify=by_string)
+    assert resumed.strategy.num_partial == 1 and resumed.records[trials[1]].budget == 1
+    assert resumed.best.trial == trials[0]
