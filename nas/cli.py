@@ -1,6 +1,7 @@
 """The ``nas`` command line.
 
 Commands: ``search`` (run or resume a search), ``show RUN`` (leaderboard and history of a run),
+``repair RUN`` (set a damaged journal's bad lines aside, with a backup),
 ``export`` (standalone PyTorch source + weights, ONNX, TorchScript), ``train`` (retrain an
 architecture from scratch, resumable), ``spaces`` (list spaces and reference models),
 ``space NAME`` (show a space and build sampled members), ``model NAME`` (build a reference
@@ -12,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +29,11 @@ from nas.datasets import load_dataset
 from nas.evaluators import DOWNLOADABLE
 from nas.experiment import Experiment
 from nas.export.command import add_parser as add_export_parser
+from nas.journal import repair_journal
 from nas.progress import format_table, history_rows, leaderboard_rows, plot_progress
+from nas.ray_backend import SearchInterrupted
 from nas.retrain import load_graph_file, retrain, summary, trial_graph
-from nas.rundir import PROGRESS_PNG, RunView
+from nas.rundir import PROGRESS_PNG, RunLock, RunView, read_config
 from nas.trainer import TrainConfig, TrialFailed, device_for
 from search_spaces.analysis import measure
 from search_spaces.compiler import GraphModule
@@ -204,7 +209,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     config = resolve_config(settings)
     execution = Execution(address=args.address, cpus_per_trial=args.cpus_per_trial,
                           gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent,
-                          download=args.download)
+                          download=args.download, max_retries=args.max_retries, trial_timeout=args.trial_timeout)
     exp = Experiment.from_config(config, args.run_dir, execution=execution, trials_explicit="trials" in settings,
                                  callbacks=logger_callbacks(args.logger), quiet=args.quiet)
     run_dir = exp.run_dir
@@ -232,7 +237,22 @@ def cmd_show(args: argparse.Namespace) -> int:
         print("\nhistory:")
         print(format_table(history_rows(run)))
     if run.num_done:
-        print(f"\nplot: {plot_progress(run, Path(args.run) / PROGRESS_PNG)}")
+        try:
+            print(f"\nplot: {plot_progress(run, Path(args.run) / PROGRESS_PNG)}")
+        except OSError as err:  # a read-only run directory (an archived run, another user's run)
+            print(f"\nplot: not written ({Path(args.run) / PROGRESS_PNG}: {err.strerror or err})")
+    return 0
+
+
+def cmd_repair(args: argparse.Namespace) -> int:
+    """Set a run journal's damaged lines aside (backed up first) so the run can resume."""
+    read_config(args.run)  # a run directory, or one clear error
+    lock = RunLock(args.run).acquire()  # never under a live search
+    try:
+        report = repair_journal(args.run)
+    finally:
+        lock.release()
+    print(f"{args.run}: {report.describe()}")
     return 0
 
 
@@ -343,6 +363,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--cpus-per-trial", type=_fraction, default=1.0)
     g.add_argument("--gpus-per-trial", type=_fraction, default=0.0, help="fractions allowed, e.g. 0.5")
     g.add_argument("--max-concurrent", type=_positive, default=None)
+    g.add_argument("--max-retries", type=int, default=2,
+                   help="run a trial again when its worker or node dies, up to N times (default 2)")
+    g.add_argument("--trial-timeout", type=_fraction, default=None,
+                   help="end a trial still running after this many seconds and record it as failed")
     g.add_argument("--scheduler", default=None, choices=["fifo", "asha"], help="asha: early stopping")
     g.add_argument("--logger", action="append", default=[], choices=sorted(LOGGERS),
                    help="also log trials with this Ray Tune logger (repeatable); Tune itself writes progress.csv "
@@ -359,6 +383,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=_positive, default=10)
     p.add_argument("--history", action="store_true", help="also list every trial")
     p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("repair", help="set a run journal's damaged lines aside (with a backup) so it resumes")
+    p.add_argument("run")
+    p.set_defaults(func=cmd_repair)
 
     p = sub.add_parser("spaces", help="list search spaces and reference models")
     p.set_defaults(func=cmd_spaces)
@@ -415,17 +443,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    raise SearchInterrupted(signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)  # SLURM / Kubernetes stop: the same graceful path as Ctrl-C
     try:
         return int(args.func(args))
     except InputError as err:  # the project's own bad-input errors; anything else is a bug: its traceback shows
         print(f"nas: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:  # the journal is settled: rerunning the command resumes
         print("nas: interrupted", file=sys.stderr)
-        return 130
+        return 128 + getattr(err, "signum", signal.SIGINT)
 
 
 if __name__ == "__main__":

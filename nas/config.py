@@ -73,6 +73,8 @@ class Execution:
     max_concurrent: int | None = None
     num_cpus: int | None = None
     download: bool = False
+    max_retries: int = 2  # runs of a trial again after its worker or node died
+    trial_timeout: float | None = None  # seconds before a still-running trial is ended as failed
 
     def __post_init__(self) -> None:
         for name in ("cpus_per_trial", "gpus_per_trial"):
@@ -85,6 +87,11 @@ class Execution:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ConfigError(f"{name} must be a positive integer or None, got {value!r}")
+        if not isinstance(self.max_retries, int) or isinstance(self.max_retries, bool) or self.max_retries < 0:
+            raise ConfigError(f"max_retries must be an integer >= 0, got {self.max_retries!r}")
+        timeout = self.trial_timeout
+        if timeout is not None and not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):
+            raise ConfigError(f"trial_timeout must be a number of seconds > 0 or None, got {timeout!r}")
 
 
 LOCAL = Execution()  # an embedded local Ray, one CPU per trial

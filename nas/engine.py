@@ -96,7 +96,7 @@ def build_source(config: SearchConfig, run_dir: Path, *, space: SearchSpace | No
         run = SearchRun(run_dir, config.to_dict(), built, build_strategy(config, built, strategy), config.trials,
                         identify=identify, feasibility=feasibility, graph_of=lambda payload: payload[0])
         seed = config.train.seed if config.train is not None else config.seed
-        source = MultiTrial(run, ev, config.objective, seed=seed, gpus=execution.gpus_per_trial)
+        source = MultiTrial(run, ev, config.objective, seed=seed, gpus=execution.gpus_per_trial, log=log)
     if options is not None:  # after the run directory accepted the configuration
         write_space_spec(run_dir, config.space, options)
     return source
@@ -117,7 +117,8 @@ def run_search(config: SearchConfig, run_dir: str | Path, *, space: SearchSpace 
     max_epochs = config.train.epochs if config.train is not None else 1
     dispatch(source, cpus_per_trial=execution.cpus_per_trial, gpus_per_trial=execution.gpus_per_trial,
              max_concurrent=execution.max_concurrent, scheduler=config.scheduler, max_epochs=max_epochs,
-             address=execution.address, num_cpus=execution.num_cpus,
+             address=execution.address, num_cpus=execution.num_cpus, max_retries=execution.max_retries,
+             trial_timeout=execution.trial_timeout,
              progress=progress or Progress(run.max_trials, quiet=True), callbacks=callbacks)
     if run.num_done:
         plot_progress(run, run_dir / PROGRESS_PNG)

@@ -14,9 +14,12 @@ mid-write) is dropped on read and truncated away before the next append.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +30,112 @@ JOURNAL = "journal.jsonl"
 STATE = "state.json"
 
 
+EVENT_KINDS = ("propose", "result", "retry")
+STATUSES = ("ok", "failed", "cached")
+SNIPPET = 80
+"""Characters of a damaged line quoted in an error message."""
+
+
 class ConfigMismatch(InputError):
     """A run directory holds a run with a different configuration."""
+
+
+class StorageError(InputError):
+    """The run directory cannot be written (disk full, read-only, gone): nothing recorded so far is lost."""
+
+    def __init__(self, path: Path, err: OSError) -> None:
+        super().__init__(f"cannot write {path}: {err.strerror or err}; everything recorded before is intact: free "
+                         "space (or fix the directory's permissions) and rerun the same command to resume")
+
+
+class JournalDamaged(InputError):
+    """A line of journal.jsonl other than a torn last one cannot be used."""
+
+    def __init__(self, path: Path, line: int, problem: str, raw: bytes) -> None:
+        self.path, self.line, self.problem = path, line, problem
+        super().__init__(
+            f"{path}, line {line}: {problem} (line starts {snippet(raw)}); the journal is damaged there and "
+            f"nothing after it was used. Run `nas repair {path.parent}` to set damaged lines aside (the journal "
+            "is backed up first), then rerun to resume")
+
+
+def snippet(raw: bytes) -> str:
+    """A bounded, printable quote of a raw line (at most about ``SNIPPET`` characters)."""
+    text = repr(raw.rstrip(b"\n")[: SNIPPET * 4].decode("utf-8", errors="replace"))
+    return text if len(text) <= SNIPPET else text[:SNIPPET] + "..."
+
+
+def read_lines(path: Path) -> tuple[list[tuple[int, bytes]], int]:
+    """The complete lines of ``path`` as (1-based number, bytes) and their total length; a final
+    line without a newline (a torn write) is left out."""
+    lines, good_bytes = [], 0
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, start=1):
+            if not raw.endswith(b"\n"):
+                break
+            lines.append((number, raw))
+            good_bytes += len(raw)
+    return lines, good_bytes
+
+
+def parse_event(raw: bytes) -> tuple[dict[str, Any], str | None]:
+    """(event, None) or ({}, what is wrong with the line's form)."""
+    try:
+        event = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        return {}, "not UTF-8 text"
+    except json.JSONDecodeError as err:
+        return {}, f"not JSON ({err.msg} at column {err.colno})"
+    if not isinstance(event, dict):
+        return {}, f"a JSON {type(event).__name__}, not an event object"
+    return event, None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+class EventChecker:
+    """Checks each event, in journal order, against what this journal writes: proposals numbered
+    0, 1, 2, ...; one result per proposed trial; retries only of pending trials."""
+
+    def __init__(self) -> None:
+        self.proposed = 0
+        self.finished: set[int] = set()
+
+    def check(self, event: dict[str, Any]) -> str | None:
+        kind = event.get("event")
+        if kind not in EVENT_KINDS:
+            return f"unknown event {str(kind)[:SNIPPET]!r} (expected one of {', '.join(EVENT_KINDS)})"
+        trial = event.get("trial")
+        if not isinstance(trial, int) or isinstance(trial, bool):
+            return f"{kind} event without an integer trial id"
+        if "t" in event and not _is_number(event["t"]):
+            return f"{kind} event of trial {trial} with a non-numeric time"
+        if kind == "propose":
+            if trial != self.proposed:
+                return f"proposal of trial {trial} where trial {self.proposed} comes next"
+            if not isinstance(event.get("arch"), dict) or not isinstance(event.get("hash"), str):
+                return f"proposal of trial {trial} without an architecture and hash"
+            self.proposed += 1
+            return None
+        if not 0 <= trial < self.proposed:
+            return f"{kind} for trial {trial}, which was never proposed"
+        if trial in self.finished:
+            return f"{kind} for trial {trial}, which already has a result"
+        if kind == "retry":
+            return None
+        if event.get("status") not in STATUSES:
+            return f"result of trial {trial} with status {str(event.get('status'))[:SNIPPET]!r}"
+        score = event.get("score")
+        if score is not None and not _is_number(score):
+            return f"result of trial {trial} with a non-numeric score"
+        if not isinstance(event.get("metrics", {}), dict):
+            return f"result of trial {trial} whose metrics are not an object"
+        if event.get("budget") is not None and not _is_number(event["budget"]):
+            return f"result of trial {trial} with a non-numeric budget"
+        self.finished.add(trial)
+        return None
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
@@ -40,10 +147,13 @@ def atomic_write_json(path: Path, data: Any) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # a failed write (unserialisable data, full disk) leaves nothing behind
+        _fsync_dir(path.parent)
+    except BaseException as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)  # a failed write (unserialisable data, full disk) leaves nothing behind
+        if isinstance(err, OSError):
+            raise StorageError(path, err) from None
         raise
-    _fsync_dir(path.parent)
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -128,45 +238,58 @@ class Journal:
 
     # ------------------------------------------------------------------ events
     def read(self) -> list[dict[str, Any]]:
-        """All complete events; a torn final line is dropped (and truncated before the next append).
+        """All events; a torn final line (no newline: the process died mid-write) is dropped and
+        truncated away before the next append. A damaged line anywhere else (not JSON, not UTF-8,
+        or not a record this journal writes) raises :class:`JournalDamaged` naming the file, the
+        line and ``nas repair``: nothing after it is silently dropped.
 
         Reading never modifies the file: ``nas show`` may read the journal of a live run.
         """
         if not self.path.exists():
             return []
+        lines, good_bytes = read_lines(self.path)
+        checker = EventChecker()
         events = []
-        good_bytes = 0
-        with self.path.open("rb") as f:
-            for raw in f:
-                if not raw.endswith(b"\n"):
-                    break
-                try:
-                    events.append(json.loads(raw))
-                except json.JSONDecodeError:
-                    break
-                good_bytes += len(raw)
+        for number, raw in lines:
+            event, problem = parse_event(raw)
+            if problem is None:
+                problem = checker.check(event)
+            if problem is not None:
+                raise JournalDamaged(self.path, number, problem, raw)
+            events.append(event)
         self._lines = len(events)
         self._good_bytes = good_bytes
         return events
 
     def append(self, event: dict[str, Any]) -> int:
         """Append one event durably; returns the number of lines in the journal after it."""
-        if self._file is None:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            if self.path.exists():
-                if self._good_bytes is None:
-                    self.read()
-                if self._good_bytes is not None and self.path.stat().st_size > self._good_bytes:
-                    with self.path.open("r+b") as f:  # drop a torn last line before appending
-                        f.truncate(self._good_bytes)
-            self._file = self.path.open("a")
-        event = {**event, "t": round(time.time() - self.start, 3)}
-        self._file.write(json.dumps(event, separators=(",", ":")) + "\n")
-        self._file.flush()
-        if self.durable:
-            os.fsync(self._file.fileno())
+        line = json.dumps({**event, "t": round(time.time() - self.start, 3)}, separators=(",", ":")) + "\n"
+        try:
+            if self._file is None:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                if self.path.exists():
+                    if self._good_bytes is None:
+                        self.read()
+                    if self._good_bytes is not None and self.path.stat().st_size > self._good_bytes:
+                        with self.path.open("r+b") as f:  # drop a torn last line before appending
+                            f.truncate(self._good_bytes)
+                self._file = self.path.open("a")
+            self._file.write(line)
+            self._file.flush()
+            if self.durable:
+                os.fsync(self._file.fileno())
+        except OSError as err:
+            self._abandon()  # a partial line is a torn tail: the next run truncates it away
+            raise StorageError(self.path, err) from None
         self._lines += 1
         return self._lines
+
+    def _abandon(self) -> None:
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.close()
+            self._file = None
+            self._good_bytes = None
 
     @property
     def lines(self) -> int:
@@ -174,8 +297,12 @@ class Journal:
 
     def sync(self) -> None:
         if self._file is not None:
-            self._file.flush()
-            os.fsync(self._file.fileno())
+            try:
+                self._file.flush()
+                os.fsync(self._file.fileno())
+            except OSError as err:
+                self._abandon()
+                raise StorageError(self.path, err) from None
 
     def close(self) -> None:
         if self._file is not None:
@@ -188,12 +315,102 @@ class Journal:
         atomic_write_json(self.run_dir / STATE, {"journal_lines": self._lines, "strategy": strategy_state})
 
     def load_state(self) -> tuple[int, dict[str, Any]] | None:
+        """The latest snapshot, or None (none yet, or an unreadable one: the journal is the source of
+        truth and is then replayed from its start)."""
         path = self.run_dir / STATE
         if not path.exists():
             return None
-        data = json.loads(path.read_text())
-        return int(data["journal_lines"]), data["strategy"]
+        try:
+            data = json.loads(path.read_text())
+            return int(data["journal_lines"]), dict(data["strategy"])
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError):
+            return None
 
     def set_time_offset(self, seconds: float) -> None:
         """Continue the run's clock on resume (``t`` keeps increasing across restarts)."""
         self.start = time.time() - seconds
+
+
+@dataclass
+class RepairReport:
+    """What :func:`repair_journal` did."""
+
+    kept: int
+    damaged: list[int]  # line numbers set aside as damaged
+    quarantined: list[int]  # readable lines set aside because an earlier proposal was lost
+    backup: Path | None
+    quarantine: Path | None
+
+    def describe(self) -> str:
+        if not self.damaged and not self.quarantined:
+            return "the journal is intact; nothing to repair"
+        parts = [f"kept {self.kept} events"]
+        if self.damaged:
+            parts.append(f"set aside {len(self.damaged)} damaged line(s) ({_ranges(self.damaged)})")
+        if self.quarantined:
+            parts.append(f"set aside {len(self.quarantined)} later line(s) ({_ranges(self.quarantined)}) that depend "
+                         "on a lost proposal; those trials will be proposed anew")
+        return "; ".join(parts) + f". Backup: {self.backup}; set-aside lines: {self.quarantine}. Rerun to resume."
+
+
+def _ranges(numbers: list[int]) -> str:
+    shown = ", ".join(str(n) for n in numbers[:10])
+    return shown + (f", ... ({len(numbers)} in all)" if len(numbers) > 10 else "")
+
+
+def repair_journal(run_dir: str | Path) -> RepairReport:
+    """Set aside what a resume cannot use, keeping everything it can.
+
+    Damaged lines (see :meth:`Journal.read`) are removed. Proposals must stay numbered 0, 1, ...:
+    from the first proposal that no longer follows (its predecessor was damaged) on, proposals and
+    the results of trials not kept are set aside too; results of kept trials are kept wherever they
+    are. A torn last line is dropped. The original file is copied to ``journal.jsonl.bak-TIME``
+    first and the set-aside lines go to ``journal.quarantine-TIME.jsonl``; the strategy snapshot
+    is removed (its line count no longer matches), so the next resume replays the journal.
+    """
+    run_dir = Path(run_dir)
+    path = run_dir / JOURNAL
+    if not path.is_file():
+        raise InputError(f"{run_dir} has no {JOURNAL}: nothing to repair")
+    lines, _ = read_lines(path)
+    checker = EventChecker()
+    kept: list[bytes] = []
+    damaged: list[int] = []
+    quarantined: list[int] = []
+    aside: list[bytes] = []
+    cut = False  # a proposal was lost: later proposals cannot be replayed
+    for number, raw in lines:
+        event, problem = parse_event(raw)
+        if problem is None and not (cut and event.get("event") == "propose"):
+            problem = checker.check(event)
+            if problem is None:
+                kept.append(raw)
+                continue
+            if event.get("event") == "propose":  # lost numbering (or a broken proposal): cut here
+                cut = True
+                (quarantined if "comes next" in problem else damaged).append(number)
+            elif (cut or damaged) and isinstance(event.get("trial"), int) and event["trial"] >= checker.proposed:
+                quarantined.append(number)  # the result of a trial whose proposal was set aside
+            else:
+                damaged.append(number)
+        elif problem is None:
+            quarantined.append(number)
+        else:
+            damaged.append(number)
+        aside.append(raw)
+    if not aside and path.stat().st_size == sum(len(raw) for raw in kept):
+        return RepairReport(len(kept), [], [], None, None)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    backup = path.with_name(f"{JOURNAL}.bak-{stamp}")
+    quarantine = path.with_name(f"journal.quarantine-{stamp}.jsonl")
+    shutil.copy2(path, backup)
+    quarantine.write_bytes(b"".join(aside))
+    tmp = path.with_name(f".{JOURNAL}.tmp")
+    with tmp.open("wb") as f:
+        f.write(b"".join(kept))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    (run_dir / STATE).unlink(missing_ok=True)
+    _fsync_dir(run_dir)
+    return RepairReport(len(kept), damaged, quarantined, backup, quarantine)

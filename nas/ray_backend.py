@@ -17,14 +17,71 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
+import socket
+import threading
 import time
 from abc import ABC, abstractmethod
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from nas.progress import Progress
 from nas.run import SearchRun
 from nas.rundir import trials_dir
+from search_spaces.errors import InputError
+
+CONNECT_TIMEOUT_S = 10.0
+"""How long ``--address`` may take to accept a TCP connection before the search is refused."""
+
+
+class SearchInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM ended the search after the journal settled; rerunning resumes it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class Interrupt:
+    """Turns SIGINT / SIGTERM into a graceful stop: the first signal stops dispatching and ends the
+    running trials (they stay pending in the journal and run again on resume); a second one
+    raises at once. Handlers are installed only in the main thread and restored afterwards."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:
+            raise SearchInterrupted(signum)
+        self.signum = signum
+
+    @contextlib.contextmanager
+    def catching(self) -> Iterator[Interrupt]:
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+        try:
+            yield self
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def _make_stopper(interrupt: Interrupt) -> Any:
+    from ray.tune import Stopper
+
+    class InterruptStopper(Stopper):
+        def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+            return False
+
+        def stop_all(self) -> bool:
+            return interrupt.signum is not None
+
+    return InterruptStopper()
 
 
 class TrialSource(ABC):
@@ -37,10 +94,14 @@ class TrialSource(ABC):
     * ``next_config()``: the Tune config of the next trial, or None when every trial has been
       handed out. Called whenever Tune has room for a trial.
     * ``on_result(config, result)``: every intermediate report (default: nothing).
-    * ``on_complete(config, result, error)``: the trial's last report, or ``error`` (a reason)
-      when its worker raised or died; exactly once per trial handed out. A trial the scheduler
-      stopped before its last epoch (ASHA) has ``result["stopped_early"] = True``; its
-      ``training_iteration`` is the number of epochs it reached.
+    * ``on_complete(config, result, error, infrastructure=False)``: the trial's last report, or
+      ``error`` (a reason) when it could not finish; exactly once per trial handed out. A trial
+      the scheduler stopped before its last epoch (ASHA) has ``result["stopped_early"] = True``;
+      its ``training_iteration`` is the number of epochs it reached. ``infrastructure=True``: the
+      trial's worker or node died in every attempt (not the architecture's fault: do not cache
+      it against the architecture).
+    * ``on_retry(config, reason, attempt)``: the trial's worker or node died and the dispatcher
+      runs the same config again (attempt 1, 2, ... up to ``max_retries``); default: nothing.
 
     A config names its trial's directory under ``RUN/tune/trials`` in ``config["dirname"]``.
     """
@@ -65,8 +126,12 @@ class TrialSource(ABC):
         """An intermediate report of a running trial."""
 
     @abstractmethod
-    def on_complete(self, config: dict[str, Any], result: dict[str, Any] | None, error: str | None) -> None:
-        """A trial ended: its last report, or the reason it crashed."""
+    def on_complete(self, config: dict[str, Any], result: dict[str, Any] | None, error: str | None,
+                    infrastructure: bool = False) -> None:
+        """A trial ended: its last report, or the reason it could not finish."""
+
+    def on_retry(self, config: dict[str, Any], reason: str, attempt: int) -> None:
+        """The trial's worker died; the same config runs again (``attempt`` counts from 1)."""
 
 
 
@@ -98,21 +163,56 @@ def _make_scheduler(scheduler: str, max_epochs: int) -> Any:
     return RecordingASHA()
 
 
-def _make_searcher(source: TrialSource, progress: Progress, scheduler: Any) -> Any:
+def _make_watchdog(timeout: float | None, timed_out: set[str]) -> Any:
+    """A Tune callback that kills the worker of a trial running longer than ``timeout`` seconds (a
+    stalled trial never reports, so no Tune stopper sees it) and records its Tune id in ``timed_out``."""
+    import ray
+    from ray.tune import Callback
+
+    class Watchdog(Callback):
+        def __init__(self) -> None:
+            self.started: dict[str, float] = {}
+
+        def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            self.started[trial.trial_id] = time.monotonic()
+
+        def on_step_begin(self, iteration: int, trials: list[Any], **info: Any) -> None:
+            if timeout is None:
+                return
+            now = time.monotonic()
+            for trial in trials:
+                start = self.started.get(trial.trial_id)
+                if start is None or trial.status != "RUNNING" or trial.trial_id in timed_out or now - start < timeout:
+                    continue
+                actor = getattr(getattr(trial, "temporary_state", None), "ray_actor", None)
+                if actor is not None:
+                    timed_out.add(trial.trial_id)
+                    ray.kill(actor, no_restart=True)
+
+    return Watchdog()
+
+
+def _make_searcher(source: TrialSource, progress: Progress, scheduler: Any, interrupt: Interrupt,
+                   max_retries: int, timeout: float | None, timed_out: set[str]) -> Any:
     from ray.tune.search import Searcher
 
     class SourceSearcher(Searcher):
-        """Serves the source's trials to Tune and hands their outcomes back."""
+        """Serves the source's trials to Tune, runs a trial whose worker died again (up to
+        ``max_retries`` times) and hands the outcomes back."""
 
         def __init__(self) -> None:
             super().__init__(metric="score", mode="max")
             self.running: dict[str, dict[str, Any]] = {}
+            self.again: deque[dict[str, Any]] = deque()  # configs to run again after a worker death
+            self.attempts: Counter[str] = Counter()
 
         def suggest(self, trial_id: str) -> dict[str, Any] | None:
-            config = source.next_config()
-            progress.update(source.run, len(self.running))
-            if config is None:
+            if interrupt.signum is not None:
                 return Searcher.FINISHED
+            config = self.again.popleft() if self.again else source.next_config()
+            progress.update(source.run, len(self.running))
+            if config is None:  # everything handed out; a running trial may still need a retry
+                return None if self.running else Searcher.FINISHED
             self.running[trial_id] = config
             return config
 
@@ -124,11 +224,22 @@ def _make_searcher(source: TrialSource, progress: Progress, scheduler: Any) -> A
         def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
                               error: bool = False) -> None:
             config = self.running.pop(trial_id, None)
-            if config is None:
-                return
-            if error or result is None:
+            if config is None or interrupt.signum is not None:
+                return  # interrupted: the trial stays pending in the journal and runs again on resume
+            if trial_id in timed_out:
+                source.on_complete(config, None, f"stalled: still running after --trial-timeout {timeout:g} s; "
+                                   "ended by the watchdog")
+            elif error or result is None:
                 where = trials_dir(source.run.run_dir) / str(config.get("dirname", ""))
-                source.on_complete(config, None, f"trial raised or its worker died; see {where}/error.txt")
+                reason = f"its worker or node died (see {where}/error.txt)"
+                key = str(config.get("dirname"))
+                if self.attempts[key] < max_retries:
+                    self.attempts[key] += 1
+                    source.on_retry(config, reason, self.attempts[key])
+                    self.again.append(config)
+                else:
+                    source.on_complete(config, None, f"{reason}; {self.attempts[key] + 1} attempt(s)",
+                                       infrastructure=True)
             else:
                 if trial_id in getattr(scheduler, "stopped_early", ()):
                     result = {**result, "stopped_early": True}
@@ -141,14 +252,17 @@ def _make_searcher(source: TrialSource, progress: Progress, scheduler: Any) -> A
 def dispatch(source: TrialSource, *, cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0,
              max_concurrent: int | None = None, scheduler: str = "fifo", max_epochs: int = 1,
              address: str | None = None, num_cpus: int | None = None, progress: Progress | None = None,
-             callbacks: Sequence[Any] = ()) -> None:
+             callbacks: Sequence[Any] = (), max_retries: int = 2, trial_timeout: float | None = None) -> None:
     """Run ``source``'s trials on Ray Tune until it has handed out all of them and all have ended.
 
     ``address`` joins an existing cluster ("auto" or host:port); otherwise an embedded local Ray
     is started (``num_cpus`` caps it) and shut down at the end. At most ``max_concurrent`` trials
     run at once (default: as many as the cluster's CPUs/GPUs fit when the search starts). ``scheduler="asha"`` stops
     trials early on their ``training_iteration`` (``max_epochs`` is the longest). ``callbacks``:
-    Ray Tune callbacks (e.g. ``ray.tune.logger.TBXLoggerCallback``). The run is closed at the end.
+    Ray Tune callbacks (e.g. ``ray.tune.logger.TBXLoggerCallback``). A trial whose worker or node
+    dies runs again up to ``max_retries`` times; one running longer than ``trial_timeout`` seconds is
+    ended and recorded as failed. SIGINT / SIGTERM stop the search gracefully (:class:`Interrupt`,
+    then :class:`SearchInterrupted`). The run is closed at the end.
     """
     from ray import tune
 
@@ -156,26 +270,70 @@ def dispatch(source: TrialSource, *, cpus_per_trial: float = 1.0, gpus_per_trial
     resources = {"cpu": cpus_per_trial, "gpu": gpus_per_trial}
     sched = _make_scheduler(scheduler, max_epochs)
     storage = trials_dir(source.run.run_dir)
+    interrupt = Interrupt()
+    timed_out: set[str] = set()
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # ours (Interrupt) stops the run and says so
     try:
-        with ray_session(address, num_cpus):
+        with ray_session(address, num_cpus), interrupt.catching():
+            check_resources(cpus_per_trial, gpus_per_trial)
             # with a custom Searcher Tune keeps at most max_concurrent_trials pending (else 1: trials would
             # run one at a time); our strategies propose for every free worker, so allow what fits
             concurrent = max_concurrent or trial_capacity(cpus_per_trial, gpus_per_trial)
+            searcher = _make_searcher(source, progress, sched, interrupt, max_retries, trial_timeout, timed_out)
             tuner = tune.Tuner(
                 tune.with_resources(source.trainable(), resources),
                 tune_config=tune.TuneConfig(
-                    search_alg=_make_searcher(source, progress, sched), scheduler=sched, metric="score", mode="max",
-                    num_samples=-1, max_concurrent_trials=concurrent, reuse_actors=source.reuse_actors,
+                    search_alg=searcher, scheduler=sched, metric="score", mode="max", num_samples=-1,
+                    max_concurrent_trials=concurrent, reuse_actors=source.reuse_actors,
                     trial_dirname_creator=trial_dirname),
                 run_config=tune.RunConfig(storage_path=str(storage.parent), name=storage.name, verbose=0,
-                                          callbacks=list(callbacks),
+                                          callbacks=[*callbacks, _make_watchdog(trial_timeout, timed_out)],
+                                          stop=_make_stopper(interrupt),
                                           failure_config=tune.FailureConfig(max_failures=0)),
             )
             start = time.time()
-            tuner.fit()
-            progress.finish(source.run, time.time() - start)
+            try:
+                tuner.fit()
+            except Exception as err:  # Tune wraps what the searcher raised (e.g. a full disk's StorageError)
+                cause = _input_error_in(err)
+                if cause is None:
+                    raise
+                raise cause from None
+            if interrupt.signum is None:
+                progress.finish(source.run, time.time() - start)
     finally:
         source.run.close()
+    if interrupt.signum is not None:
+        raise SearchInterrupted(interrupt.signum)
+
+
+def _input_error_in(err: BaseException) -> InputError | None:
+    """The project's own bad-input or storage error inside an exception chain, if any."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        if isinstance(current, InputError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def check_resources(cpus_per_trial: float, gpus_per_trial: float) -> None:
+    """InputError unless some live node of the connected cluster has the CPUs and GPUs one trial asks
+    for (Tune would otherwise wait for them forever)."""
+    import ray
+
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    if any(r.get("CPU", 0.0) >= cpus_per_trial and r.get("GPU", 0.0) >= gpus_per_trial for r in nodes):
+        return
+    largest = max(nodes, key=lambda r: (r.get("GPU", 0.0), r.get("CPU", 0.0)), default={})
+    total = ray.cluster_resources()
+    raise InputError(
+        f"no node of the Ray cluster can run a trial: each asks for {cpus_per_trial:g} CPU and {gpus_per_trial:g} GPU "
+        f"(--cpus-per-trial, --gpus-per-trial), but the largest node has {largest.get('CPU', 0.0):g} CPU and "
+        f"{largest.get('GPU', 0.0):g} GPU ({len(nodes)} node(s), {total.get('CPU', 0.0):g} CPU and "
+        f"{total.get('GPU', 0.0):g} GPU in all). Ask for less per trial, or add a node that has it")
 
 
 def trial_capacity(cpus_per_trial: float, gpus_per_trial: float) -> int:
@@ -186,6 +344,24 @@ def trial_capacity(cpus_per_trial: float, gpus_per_trial: float) -> int:
     fits = [int(resources.get(key, 0.0) // need) for key, need in (("CPU", cpus_per_trial), ("GPU", gpus_per_trial))
             if need > 0]
     return max(1, min(fits)) if fits else 1
+
+
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """InputError within ``timeout`` seconds when ``host:port`` (or ``ray://host:port``) accepts no TCP
+    connection; Ray itself would retry for minutes. ``auto`` is left to Ray (it fails fast)."""
+    if address == "auto":
+        return
+    target = address.split("://", 1)[-1]
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit():
+        raise InputError(f"--address {address!r} is not 'auto' or HOST:PORT (e.g. 10.0.0.5:6379)")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as err:
+        raise InputError(f"cannot reach the Ray cluster at --address {address}: {err.strerror or err} (waited up to "
+                         f"{timeout:g} s). Is the head node up (`ray status` there) and the port open to this "
+                         "machine?") from None
 
 
 @contextlib.contextmanager
@@ -202,7 +378,12 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
     started_ray = False
     if not ray.is_initialized():
         if address:
-            ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+            check_reachable(address)
+            try:
+                ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+            except ConnectionError as err:
+                raise InputError(f"cannot connect to the Ray cluster at --address {address}: {str(err)[:300]}") \
+                    from None
         else:
             # address="local": always a fresh embedded Ray, never a cluster found via RAY_ADDRESS or /tmp/ray
             ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.journal import Journal
-from nas.rundir import RunRecords, TrialRecord, write_graph
+from nas.rundir import RunLock, RunRecords, TrialRecord, write_graph
 from nas.strategies.base import Strategy, is_failure
 from search_spaces.errors import InputError
 from search_spaces.ir import ArchGraph
@@ -76,13 +76,19 @@ class SearchRun(RunRecords):
         self.feasibility = feasibility
         self.dedup = dedup
         self.snapshot_every = snapshot_every
+        self.lock = RunLock(run_dir).acquire()  # one writer per run directory, until close()
         self.journal = Journal(run_dir, durable=durable)
-        self.resumed = self.journal.open_config(config, grow=("trials",))
         self.cache: dict[str, TrialRecord] = {}
         self.inflight: dict[str, int] = {}  # hash -> the trial evaluating it
         self.waiting: dict[str, list[int]] = {}  # hash -> later trials of it, answered when it ends
         self.redispatch: deque[int] = deque()
-        self._restore()
+        try:
+            self.resumed = self.journal.open_config(config, grow=("trials",))
+            self._restore()
+        except BaseException:
+            self.journal.close()
+            self.lock.release()
+            raise
 
     # ------------------------------------------------------------------ trials
     def next_trial(self) -> tuple[TrialRecord, Any] | None:
@@ -138,11 +144,20 @@ class SearchRun(RunRecords):
                     (f" ({earlier.reason})" if earlier.reason else ""), metrics=earlier.metrics,
                     budget=earlier.budget)
 
+    def retry(self, trial: int, reason: str, attempt: int) -> None:
+        """Journal that trial ``trial`` runs again after an infrastructure failure (it stays pending)."""
+        if self.records[trial].done:
+            raise KeyError(f"trial {trial} already has a result")
+        self.journal.append({"event": "retry", "trial": trial, "attempt": attempt, "reason": reason})
+
     def finish(self, trial: int, score: float | None, status: str = "ok", reason: str | None = None,
-               metrics: dict[str, Any] | None = None, budget: float | None = None) -> TrialRecord:
+               metrics: dict[str, Any] | None = None, budget: float | None = None,
+               cacheable: bool = True) -> TrialRecord:
         """Record a trial's outcome durably and tell the strategy (None / non-finite = failed;
-        ``budget``: the trial was stopped early after that many epochs). Trials waiting for the same
-        hash are answered with this result right after."""
+        ``budget``: the trial was stopped early after that many epochs; ``cacheable=False``: an
+        infrastructure failure, never answered to a later proposal of the same hash). Trials
+        waiting for the same hash are answered with this result right after (or run, when it is
+        not cacheable)."""
         record = self.records[trial]
         if record.done:
             raise KeyError(f"trial {trial} already has a result")
@@ -153,11 +168,13 @@ class SearchRun(RunRecords):
             reason = reason or "no finite score"
         if score is None:
             budget = None
-        self._apply_result(record, status, score, reason, metrics or {}, budget)
+        self._apply_result(record, status, score, reason, metrics or {}, budget, cacheable)
         event = {"event": "result", "trial": trial, "status": status, "score": score, "reason": reason,
                  "metrics": record.metrics}
         if budget is not None:
             event["budget"] = budget
+        if not cacheable:
+            event["infrastructure"] = True
         self.journal.append(event)
         record.t_result = self._clock()
         self._tell(trial, score, budget)
@@ -166,7 +183,10 @@ class SearchRun(RunRecords):
         if status != "cached" and self.inflight.get(record.hash) == trial:
             del self.inflight[record.hash]
             for later in self.waiting.pop(record.hash, []):
-                self._answer(later, record)
+                if cacheable:
+                    self._answer(later, record)
+                else:
+                    self.redispatch.append(later)  # it runs itself
         return record
 
     def _tell(self, trial: int, score: float | None, budget: float | None) -> None:
@@ -176,9 +196,9 @@ class SearchRun(RunRecords):
             self.strategy.tell(trial, score, budget=budget)
 
     def _apply_result(self, record: TrialRecord, status: str, score: float | None, reason: str | None,
-                      metrics: dict[str, Any], budget: float | None = None) -> None:
+                      metrics: dict[str, Any], budget: float | None = None, cacheable: bool = True) -> None:
         super()._apply_result(record, status, score, reason, metrics, budget)
-        if status != "cached":
+        if status != "cached" and cacheable:
             self.cache.setdefault(record.hash, record)
 
     def _label(self, arch: Hashable) -> str:
@@ -186,9 +206,13 @@ class SearchRun(RunRecords):
         return str(to_string(arch)) if to_string is not None else str(arch)
 
     def close(self) -> None:
-        if self.journal.lines:
-            self.journal.save_state(self.strategy.state_dict())
-        self.journal.close()
+        """Snapshot the strategy, close the journal and release the run directory's lock."""
+        try:
+            if self.journal.lines:
+                self.journal.save_state(self.strategy.state_dict())
+        finally:
+            self.journal.close()
+            self.lock.release()
 
     def _clock(self) -> float:
         return round(time.time() - self.journal.start, 3)
@@ -215,7 +239,7 @@ class SearchRun(RunRecords):
             elif kind == "result":
                 record = self.records[event["trial"]]
                 self._apply_result(record, event["status"], event["score"], event.get("reason"),
-                                   event.get("metrics", {}), event.get("budget"))
+                                   event.get("metrics", {}), event.get("budget"), not event.get("infrastructure"))
                 record.t_result = event.get("t")
                 if line >= replay_from:
                     self._tell(record.trial, record.score, record.budget)

@@ -2,6 +2,7 @@
 
 Layout (every path a run writes is named here)::
 
+    .lock                  held by the one process writing the run (pid, host); see RunLock
     config.json            the resolved configuration (nas.config, with its schema version)
     journal.jsonl          append-only events, the single source of truth (nas.journal)
     state.json             snapshot of the strategy after journal line N
@@ -19,7 +20,12 @@ never builds or replays a strategy, so it works for a run of a user's own space 
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
+import os
+import socket
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +36,7 @@ from search_spaces.ir import ArchGraph
 from search_spaces.spaces import SPACES, make_space
 from search_spaces.spaces.base import SearchSpace
 
+LOCK_FILE = ".lock"
 SPACE_FILE = "space.json"
 GRAPHS_SUBDIR = "graphs"
 PROGRESS_PNG = "progress.png"
@@ -66,8 +73,96 @@ def write_space_spec(run_dir: str | Path, name: str, options: dict[str, Any]) ->
 def read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise InputError(f"{path} is not valid JSON ({err})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InputError(f"{path} is not valid JSON ({str(err)[:200]})") from None
+
+
+class RunInUse(InputError):
+    """Another process is writing this run directory."""
+
+
+class RunLock:
+    """The single-writer lock of a run directory: an advisory ``flock`` on ``RUN/.lock`` held for
+    the whole search, with the holder's pid, host and start time written in the file for the error
+    message. The kernel drops a ``flock`` when its process dies, so a crashed run never leaves a
+    stale lock; where the filesystem has no ``flock`` (some network mounts) the pid in the file is
+    checked instead (alive on this host: in use; on another host: in use until the file is removed).
+    Readers (``nas show``, ``nas export``) take no lock.
+    """
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / LOCK_FILE
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self) -> RunLock:
+        if self._fd is not None:
+            return self
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise InputError(f"cannot write to run directory {self.run_dir}: {err.strerror or err}; a search needs a "
+                             "writable run directory (`nas show` and `nas export` read any)") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_holder(fd)
+            os.close(fd)
+            raise RunInUse(self._in_use(holder)) from None
+        except OSError as err:
+            if err.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                os.close(fd)
+                raise
+            holder = _read_holder(fd)  # no flock here: trust a live holder's pid
+            if holder and holder.get("pid") != os.getpid() and _holder_alive(holder):
+                os.close(fd)
+                raise RunInUse(self._in_use(holder)) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                  "since": time.strftime("%Y-%m-%d %H:%M:%S")}).encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            os.ftruncate(self._fd, 0)
+        except OSError:
+            pass
+        os.close(self._fd)  # closing the descriptor drops the flock
+        self._fd = None
+
+    def _in_use(self, holder: dict[str, Any] | None) -> str:
+        who = (f"PID {holder.get('pid')} on {holder.get('host')} (since {holder.get('since')})" if holder
+               else "another process")
+        return (f"{self.run_dir} is in use by {who}: one search writes a run directory at a time. Wait for it to "
+                f"finish or stop it; to watch it, use `nas show {self.run_dir}`")
+
+
+def _read_holder(fd: int) -> dict[str, Any] | None:
+    try:
+        data = json.loads(os.pread(fd, 4096, 0) or b"null")
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _holder_alive(holder: dict[str, Any]) -> bool:
+    if holder.get("host") != socket.gethostname():
+        return True  # another host's process cannot be checked from here
+    try:
+        os.kill(int(holder["pid"]), 0)
+    except (ProcessLookupError, KeyError, TypeError, ValueError):
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def read_config(run_dir: str | Path) -> dict[str, Any]:

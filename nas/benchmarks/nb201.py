@@ -19,7 +19,7 @@ import numpy as np
 
 from nas.strategies.base import Strategy
 from search_spaces.errors import InputError
-from search_spaces.spaces.nb201 import NB201Arch, parse_arch_string
+from search_spaces.spaces.nb201 import NB201Arch, NB201Space, parse_arch_string
 
 REQUIRED_COLUMNS = ("index", "arch", "valid_acc", "valid_acc_12ep", "test_acc", "train_seconds_200ep")
 PROTOCOL_EPOCHS = 12
@@ -30,30 +30,52 @@ class TableError(InputError):
     """The benchmark table is missing or malformed (message names the file, line and column)."""
 
 
-class NB201Table:
-    """The CIFAR-10 table: per-cell accuracies and simulated costs, looked up by member tuple."""
+def _bounded(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
 
-    def __init__(self, path: str | Path) -> None:
+
+class NB201Table:
+    """The CIFAR-10 table: per-cell accuracies and simulated costs, looked up by member tuple.
+
+    ``complete=True`` (what a search needs: a strategy may propose any cell) also checks that the
+    table has every cell of the space exactly once (15,625 rows) with unique indices, so a
+    truncated or doctored file is refused at load instead of failing mid-search.
+    """
+
+    def __init__(self, path: str | Path, complete: bool = True) -> None:
         self.path = Path(path)
         if not self.path.is_file():
             raise TableError(f"NAS-Bench-201 table {self.path} does not exist; pass the CSV with --table")
+        with self.path.open("rb") as f:
+            if b"\x00" in f.read(1 << 16):
+                raise TableError(f"{self.path}: not a text CSV file (it contains NUL bytes); pass the NAS-Bench-201 "
+                                 "results CSV")
         rows: dict[str, list[float]] = {c: [] for c in REQUIRED_COLUMNS if c != "arch"}
         self.archs: list[NB201Arch] = []
-        with self.path.open(newline="") as f:
-            reader = csv.DictReader(f)
-            missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
-            if missing:
-                raise TableError(f"{self.path}: missing column(s) {missing}; found {reader.fieldnames}")
-            for line, row in enumerate(reader, start=2):
-                try:
-                    self.archs.append(parse_arch_string(row["arch"]))
-                    for col in rows:
-                        value = float(row[col])
-                        if not math.isfinite(value):
-                            raise InputError(f"{col} is {value}")
-                        rows[col].append(value)
-                except (ValueError, TypeError) as err:
-                    raise TableError(f"{self.path}, line {line}: {err}") from None
+        line = 1
+        try:
+            with self.path.open(newline="", encoding="utf-8") as f:
+                reader = csv.DictReader(f)
+                missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+                if missing:
+                    found = _bounded(str(reader.fieldnames), 120)
+                    raise TableError(f"{self.path}: not a NAS-Bench-201 table: missing column(s) {missing}; found "
+                                     f"{found}")
+                for line, row in enumerate(reader, start=2):
+                    try:
+                        self.archs.append(parse_arch_string(row["arch"]))
+                        for col in rows:
+                            value = float(row[col])
+                            if not math.isfinite(value):
+                                raise InputError(f"{col} is {value}")
+                            rows[col].append(value)
+                    except (ValueError, TypeError) as err:
+                        raise TableError(f"{self.path}, line {line}: {_bounded(str(err))}") from None
+        except UnicodeDecodeError:
+            raise TableError(f"{self.path}: not a text CSV file (undecodable bytes near line {line}); pass the "
+                             "NAS-Bench-201 results CSV") from None
+        except csv.Error as err:
+            raise TableError(f"{self.path}, line {line}: not a CSV row ({_bounded(str(err))})") from None
         if not self.archs:
             raise TableError(f"{self.path}: the table has no rows")
         self.index = np.asarray(rows["index"], dtype=np.int64)
@@ -63,7 +85,25 @@ class NB201Table:
         self.cost_12ep = np.asarray(rows["train_seconds_200ep"]) * PROTOCOL_EPOCHS / FULL_EPOCHS
         self.row_of = {arch: i for i, arch in enumerate(self.archs)}
         if len(self.row_of) != len(self.archs):
-            raise TableError(f"{self.path}: an architecture appears in more than one row")
+            first_row: dict[NB201Arch, int] = {}
+            for i, arch in enumerate(self.archs):
+                if arch in first_row:
+                    raise TableError(f"{self.path}, line {i + 2}: architecture {arch} appears in more than one row "
+                                     f"(also line {first_row[arch] + 2})")
+                first_row[arch] = i
+        if complete:
+            self._check_complete()
+
+    def _check_complete(self) -> None:
+        expected = NB201Space().size
+        if len(self.archs) != expected:
+            raise TableError(f"{self.path}: {len(self.archs)} rows, but NAS-Bench-201 has {expected} cells (one row "
+                             "each); the file is truncated or not the full table")
+        if len(np.unique(self.index)) != expected or self.index.min() != 0 or self.index.max() != expected - 1:
+            raise TableError(f"{self.path}: the index column must number the rows 0..{expected - 1} once each")
+        space = NB201Space()
+        for arch in self.archs:  # unique and as many as the space's members: every cell is there
+            space.encode(arch)
 
     def __len__(self) -> int:
         return len(self.archs)

@@ -34,6 +34,8 @@ def add_parser(sub: Any, positive: Any) -> None:
     p.add_argument("--out", required=True, help="output file: NAME.py, NAME.onnx or NAME.pt")
     p.add_argument("--format", default="python", choices=["python", "onnx", "torchscript"])
     p.add_argument("--seed", type=int, default=0, help="initialisation when there are no weights")
+    p.add_argument("--allow-untrained", action="store_true",
+                   help="export a run's trial that has no trained weights, with seed initialisation")
     p.set_defaults(func=cmd_export)
 
 
@@ -61,6 +63,15 @@ def _architecture(args: argparse.Namespace) -> tuple[ArchGraph, dict[str, torch.
                   **{k: record.metrics[k] for k in ("val_acc", "best_val_acc", "params", "flops")
                      if k in record.metrics}}
         if weights is None:
+            if not args.allow_untrained:
+                why = record.metrics.get("weights_error") or (
+                    "the run is a table-lookup benchmark: nothing was trained" if run.is_benchmark
+                    else "a one-shot search derived it: this network was never trained on its own"
+                    if record.metrics.get("derived")
+                    else "the trial saved none, or its weights file is not under this run directory")
+                raise InputError(f"trial {record.trial} of run {args.run} has no trained weights ({why}); pass "
+                                 "--allow-untrained to export it with seed initialisation, or retrain it with "
+                                 f"`nas train --run {args.run} --trial {record.trial}`")
             header["weights"] = "none saved by the trial: seed initialisation"
         return graph, weights, header
     if args.graph is not None:

@@ -157,7 +157,11 @@ class OneShotMethod(TrialSource):
             if line:
                 self.log(line)
 
-    def on_complete(self, config: dict[str, Any], result: dict[str, Any] | None, error: str | None) -> None:
+    def on_retry(self, config: dict[str, Any], reason: str, attempt: int) -> None:
+        self.log(f"seed {config['seed']}: {reason}; running the search again (attempt {attempt + 1})")
+
+    def on_complete(self, config: dict[str, Any], result: dict[str, Any] | None, error: str | None,
+                    infrastructure: bool = False) -> None:
         seed = int(config["seed"])
         if error is not None or result is None or result.get("failed") or not result.get("derived"):
             reason = error or str((result or {}).get("reason") or "the search raised or its worker died")
@@ -170,7 +174,7 @@ class OneShotMethod(TrialSource):
         if nxt is None:
             raise RuntimeError(f"one-shot run: no trial left for the search of seed {seed}")
         record = nxt[0]
-        self.run.finish(record.trial, score, metrics={"seed": seed, **metrics})
+        self.run.finish(record.trial, score, metrics={"seed": seed, "derived": True, **metrics})
         self.log(f"seed {seed}: trial {record.trial} derived {self.run.describe(record)} with score {score:.4f}"
                  f"{self.describe_outcome(metrics)}")
 

@@ -68,8 +68,9 @@ class MultiTrial(TrialSource):
     """A strategy's trials evaluated by ``evaluator`` (see the module docstring)."""
 
     def __init__(self, run: SearchRun, evaluator: Any, objective: Objective, *, seed: int = 0,
-                 gpus: float = 0.0) -> None:
+                 gpus: float = 0.0, log: Callable[[str], Any] = print) -> None:
         self.run = run
+        self.log = log
         self.evaluator = evaluator
         self.objective = objective
         self.seed = seed
@@ -92,13 +93,22 @@ class MultiTrial(TrialSource):
                 "dirname": f"trial_{record.trial}", "trial_dir": str(trial_dir(self.run.run_dir, record.trial)),
                 **measured}
 
-    def on_complete(self, config: dict[str, Any], result: dict[str, Any] | None, error: str | None) -> None:
+    def on_retry(self, config: dict[str, Any], reason: str, attempt: int) -> None:
+        self.run.retry(config["trial"], reason, attempt)
+        self.log(f"trial {config['trial']}: {reason}; running it again (attempt {attempt + 1})")
+
+    def on_complete(self, config: dict[str, Any], result: dict[str, Any] | None, error: str | None,
+                    infrastructure: bool = False) -> None:
         trial = config["trial"]
         if error is not None or result is None:
-            self.run.finish(trial, None, reason=error or "no result")
+            # not the architecture's fault when the infrastructure failed: not cached against its hash
+            self.run.finish(trial, None, reason=error or "no result", cacheable=not infrastructure)
         elif result.get("failed"):
             self.run.finish(trial, None, reason=str(result.get("reason", "failed")), metrics=trial_metrics(result))
         else:
+            if result.get("weights_error"):
+                self.log(f"trial {trial}: {result['weights_error']} (its score counts; `nas export` refuses it "
+                         "without --allow-untrained)")
             score = float(result["score"])
             # stopped early by the scheduler: a low-fidelity score, told with the epochs it reached
             budget = float(result.get("training_iteration", 0)) if result.get("stopped_early") else None

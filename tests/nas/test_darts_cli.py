@@ -70,7 +70,9 @@ def test_rerun_runs_nothing_and_show_and_export_work(darts_run: tuple[Path, list
     assert main(["show", str(run_dir)]) == 0
     assert "2/2 trials done" in capsys.readouterr().out
     out = tmp_path / "derived.py"
-    assert main(["export", str(run_dir), "--best", "--out", str(out)]) == 0
+    assert main(["export", str(run_dir), "--best", "--out", str(out)]) == 2  # derived: never trained alone
+    assert "one-shot search derived it" in capsys.readouterr().err
+    assert main(["export", str(run_dir), "--best", "--out", str(out), "--allow-untrained"]) == 0
     assert "class " in out.read_text()
 
 

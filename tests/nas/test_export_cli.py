@@ -42,8 +42,22 @@ def test_trial_without_weights_is_exported_with_seed_initialisation(tmp_path: Pa
     run_dir = tmp_path / "run"
     fabricated_run(run_dir)
     out = tmp_path / "t1.py"
-    assert main(["export", str(run_dir), "--trial", "1", "--out", str(out)]) == 0
+    assert main(["export", str(run_dir), "--trial", "1", "--out", str(out)]) == 2  # refused: untrained
+    assert not out.exists()
+    assert main(["export", str(run_dir), "--trial", "1", "--out", str(out), "--allow-untrained"]) == 0
     assert "seed initialisation" in out.read_text() and not out.with_suffix(".safetensors").exists()
+
+
+def test_untrained_export_is_refused_with_the_reason(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir = tmp_path / "run"
+    fabricated_run(run_dir)
+    message = _error(capsys, ["export", str(run_dir), "--trial", "1", "--out", str(tmp_path / "t1.py")])
+    assert "trial 1" in message and "no trained weights" in message and "--allow-untrained" in message
+    weights = RunView(run_dir).weights(0)
+    assert weights is not None
+    weights.unlink()  # e.g. a worker node's disk that never reached the run store
+    message = _error(capsys, ["export", str(run_dir), "--best", "--out", str(tmp_path / "best.py")])
+    assert "trial 0" in message and "no trained weights" in message
 
 
 @pytest.mark.parametrize("fmt, suffix", [("onnx", ".onnx"), ("torchscript", ".pt")])

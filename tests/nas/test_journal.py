@@ -7,7 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from nas.journal import CONFIG, JOURNAL, STATE, ConfigMismatch, Journal, atomic_write_json, config_diff
+from nas.journal import (
+    CONFIG,
+    JOURNAL,
+    STATE,
+    ConfigMismatch,
+    Journal,
+    JournalDamaged,
+    atomic_write_json,
+    config_diff,
+    repair_journal,
+)
 
 EVENTS = [
     {"event": "propose", "trial": 0, "arch": {"space": "nb201", "encoding": {"e": 1}}, "hash": "h0"},
@@ -18,6 +28,13 @@ EVENTS = [
 
 def strip_t(events: list[dict]) -> list[dict]:
     return [{k: v for k, v in e.items() if k != "t"} for e in events]
+
+
+def append_raw(run_dir: Path, *lines: bytes | dict) -> None:
+    """Append lines as they are (bytes) or as one JSON event per line, bypassing the journal's checks."""
+    with (run_dir / JOURNAL).open("ab") as f:
+        for line in lines:
+            f.write(line if isinstance(line, bytes) else json.dumps(line).encode() + b"\n")
 
 
 def write_events(run_dir: Path, events: list[dict], durable: bool = True) -> Journal:
@@ -72,11 +89,70 @@ def test_append_without_read_truncates_a_torn_line_first(tmp_path: Path) -> None
     assert strip_t(Journal(tmp_path).read()) == EVENTS[:2]
 
 
-def test_garbage_line_stops_the_read(tmp_path: Path) -> None:
+DAMAGE = {
+    "garbage": b"not json\n",
+    "binary": b"\xff\xfe\x00\x01 binary\n",
+    "nul-filled": b"\x00" * 16384 + b"\n",
+    "unknown event": b'{"event":"res#ult","trial":0,"status":"ok","score":0.5}\n',
+    "unknown trial": b'{"event":"result","trial":99999,"status":"ok","score":0.5}\n',
+    "a list": b"[1, 2]\n",
+    "bad status": b'{"event":"result","trial":0,"status":"done","score":0.5}\n',
+    "proposal out of order": b'{"event":"propose","trial":7,"arch":{},"hash":"h"}\n',
+}
+
+
+@pytest.mark.parametrize("kind", list(DAMAGE))
+def test_a_damaged_line_is_refused_with_its_file_and_line(tmp_path: Path, kind: str) -> None:
     write_events(tmp_path, EVENTS[:1])
-    with (tmp_path / JOURNAL).open("ab") as f:
-        f.write(b"not json\n")
-    assert strip_t(Journal(tmp_path).read()) == EVENTS[:1]
+    path = tmp_path / JOURNAL
+    append_raw(tmp_path, DAMAGE[kind], *EVENTS[2:])  # lines after the damage must not be silently dropped
+    before = path.read_bytes()
+    with pytest.raises(JournalDamaged) as err:
+        Journal(tmp_path).read()
+    message = str(err.value)
+    assert err.value.line == 2 and f"{path}, line 2:" in message and f"nas repair {tmp_path}" in message
+    assert len(message) < 400 + 2 * len(str(tmp_path)), "the message quotes a bounded part of the line"
+    assert path.read_bytes() == before  # reading never writes
+    with pytest.raises(JournalDamaged):
+        Journal(tmp_path).append(EVENTS[1])  # nor does a writer truncate it
+    assert path.read_bytes() == before
+
+
+def test_repair_sets_damaged_lines_aside_with_a_backup(tmp_path: Path) -> None:
+    write_events(tmp_path, EVENTS[:1])
+    path = tmp_path / JOURNAL
+    append_raw(tmp_path, DAMAGE["garbage"], *EVENTS[1:])
+    original = path.read_bytes()
+    (tmp_path / STATE).write_text('{"journal_lines": 4, "strategy": {}}')
+    report = repair_journal(tmp_path)
+    assert report.damaged == [2] and report.quarantined == [] and report.kept == 3
+    assert report.backup is not None and report.backup.read_bytes() == original
+    assert report.quarantine is not None and report.quarantine.read_bytes() == DAMAGE["garbage"]
+    assert strip_t(Journal(tmp_path).read()) == EVENTS
+    assert not (tmp_path / STATE).exists()  # its line count no longer matches: the journal is replayed
+    assert "damaged" in report.describe()
+    assert repair_journal(tmp_path).describe() == "the journal is intact; nothing to repair"
+
+
+def test_repair_sets_aside_what_follows_a_lost_proposal(tmp_path: Path) -> None:
+    events = [*EVENTS, {"event": "propose", "trial": 2, "arch": {"e": 3}, "hash": "h2"},
+              {"event": "result", "trial": 1, "status": "ok", "score": 0.7},
+              {"event": "result", "trial": 2, "status": "ok", "score": 0.9}]
+    write_events(tmp_path, events)
+    path = tmp_path / JOURNAL
+    lines = path.read_bytes().splitlines(keepends=True)
+    lines[2] = b"garbage\n"  # trial 1's proposal is lost: trial 2's cannot be replayed after it
+    path.write_bytes(b"".join(lines))
+    report = repair_journal(tmp_path)
+    assert report.damaged == [3] and report.quarantined == [4, 5, 6]
+    assert strip_t(Journal(tmp_path).read()) == EVENTS[:2]
+
+
+def test_an_unreadable_snapshot_is_ignored(tmp_path: Path) -> None:
+    write_events(tmp_path, EVENTS)
+    for text in ("{not json", '{"journal_lines": "x"}', "[]"):
+        (tmp_path / STATE).write_text(text)
+        assert Journal(tmp_path).load_state() is None
 
 
 def test_time_offset_continues_the_clock(tmp_path: Path) -> None:

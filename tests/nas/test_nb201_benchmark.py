@@ -66,7 +66,7 @@ def list_ask(archs: Iterable[NB201Arch], log: list[NB201Arch] | None = None
 
 # ---------------------------------------------------------------------------------- table loader
 def test_tiny_table_loads(tmp_path: Path) -> None:
-    t = NB201Table(tiny_csv(tmp_path, [row(0, test="91.5", seconds="2000"), row(7, test="93.25")]))
+    t = NB201Table(tiny_csv(tmp_path, [row(0, test="91.5", seconds="2000"), row(7, test="93.25")]), complete=False)
     assert len(t) == 2 and t.row(arch_at(7)) == 1 and t.best_test_acc == 93.25
     assert t.cost_12ep[0] == pytest.approx(2000 * 12 / 200)
     with pytest.raises(KeyError, match="not in table"):
@@ -82,7 +82,7 @@ def test_missing_column(tmp_path: Path) -> None:
     header = HEADER.replace("valid_acc_12ep,", "")
     path = tiny_csv(tmp_path, ["0,|none~0|+|none~0|none~1|+|none~0|none~1|none~2|,1,2,3,x"], header)
     with pytest.raises(TableError, match=r"missing column\(s\) \['valid_acc_12ep'\]"):
-        NB201Table(path)
+        NB201Table(path, complete=False)
 
 
 @pytest.mark.parametrize(("bad_row", "what"), [
@@ -97,15 +97,15 @@ def test_missing_column(tmp_path: Path) -> None:
 def test_bad_row_names_the_line(tmp_path: Path, bad_row: str, what: str) -> None:
     path = tiny_csv(tmp_path, [row(0), row(1), bad_row, row(9)])
     with pytest.raises(TableError, match=r"line 4: .*" + re.escape(what)) as err:
-        NB201Table(path)
+        NB201Table(path, complete=False)
     assert str(path) in str(err.value)
 
 
 def test_empty_and_duplicate_tables(tmp_path: Path) -> None:
     with pytest.raises(TableError, match="no rows"):
-        NB201Table(tiny_csv(tmp_path, []))
+        NB201Table(tiny_csv(tmp_path, []), complete=False)
     with pytest.raises(TableError, match="more than one row"):
-        NB201Table(tiny_csv(tmp_path, [row(3), row(3)]))
+        NB201Table(tiny_csv(tmp_path, [row(3), row(3)]), complete=False)
 
 
 @needs_table
@@ -243,3 +243,27 @@ def test_run_benchmark_resumes_after_a_crash(tmp_path: Path, strategy: str) -> N
 def test_run_benchmark_trial_cap(tmp_path: Path) -> None:
     _, result = run_benchmark(benchmark_config("--trials", "12"), tmp_path)
     assert result.queries == 12 and result.seconds < 12_000
+
+
+def test_a_truncated_or_incomplete_table_is_refused_at_load(tmp_path: Path) -> None:
+    if not NB201_TABLE.is_file():
+        pytest.skip("the NB-201 table is not here")
+    lines = NB201_TABLE.read_text().splitlines(keepends=True)
+    truncated = tmp_path / "truncated.csv"
+    truncated.write_text("".join(lines[:1001]))
+    with pytest.raises(TableError, match="1000 rows, but NAS-Bench-201 has 15625 cells"):
+        NB201Table(truncated)
+    assert len(NB201Table(truncated, complete=False)) == 1000  # a subset on purpose
+    renumbered = tmp_path / "renumbered.csv"
+    renumbered.write_text(lines[0] + "".join("0" + line[line.index(","):] for line in lines[1:]))
+    with pytest.raises(TableError, match="index column"):
+        NB201Table(renumbered)
+
+
+@pytest.mark.parametrize("content", [b"\x00" * 16384, bytes(range(256)) * 64, b"\x89PNG\r\n\x1a\n" + b"\xff" * 500])
+def test_a_binary_file_gets_one_short_error(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "table.csv"
+    path.write_bytes(content)
+    with pytest.raises(TableError) as err:
+        NB201Table(path)
+    assert str(path) in str(err.value) and len(str(err.value)) < 300 + len(str(path))

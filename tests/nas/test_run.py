@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from nas.journal import JOURNAL, STATE, ConfigMismatch
+from nas.journal import JOURNAL, STATE, ConfigMismatch, repair_journal
 from nas.run import ResumeError, SearchRun
 from nas.strategies import AnnealedEvolution, RandomSearch, RegularizedEvolution, Strategy
 from search_spaces.spaces.nb201 import NB201Space
@@ -51,6 +51,12 @@ def make_run(run_dir: Path, name: str = "evolution", seed: int = 0, max_trials: 
                      durable=False, **kwargs)
 
 
+def crash(run: SearchRun) -> None:
+    """The process dies: the journal is left as it is and the kernel drops the run's lock."""
+    run.journal.close()
+    run.lock.release()
+
+
 class Dispatcher:
     """Keeps ``workers`` trials in flight and finishes the oldest; counts every dispatch per trial id."""
 
@@ -72,7 +78,7 @@ class Dispatcher:
                 self.dispatched.append(record.trial)
                 inflight.append((record.trial, arch))
             if stop_after is not None and finished >= stop_after:
-                run.journal.close()  # the process dies: no final snapshot, trials in flight lost
+                crash(run)  # the process dies: no final snapshot, trials in flight lost
                 return False
             if not inflight:
                 run.close()
@@ -122,7 +128,7 @@ def test_interrupted_run_resumes_exactly(tmp_path: Path, name: str, mode: str) -
         for trial in pending:
             record, arch = resumed.next_trial()
             assert record.trial == trial and arch == SPACE.from_json(run.records[trial].arch)
-        resumed.journal.close()
+        crash(resumed)
     final = make_run(run_dir, name, snapshot_every=snapshot_every)
     before = len(journal_events(run_dir))
     assert dispatcher.drive(final)
@@ -290,7 +296,7 @@ def test_dedup_survives_resume(tmp_path: Path) -> None:
         record, _arch = run.next_trial()
         run.finish(record.trial, 1.0)
     seen = {r.hash for r in run.records.values() if r.status == "ok"}
-    run.journal.close()
+    crash(run)
     resumed = make_run(tmp_path, "random", max_trials=30, identify=coarse)
     while (nxt := resumed.next_trial()) is not None:
         assert nxt[0].hash not in seen
@@ -382,7 +388,7 @@ def test_in_flight_duplicates_survive_a_crash(tmp_path: Path) -> None:
     handed = []
     while (nxt := run.next_trial()) is not None:
         handed.append(nxt[0].trial)
-    run.journal.close()  # crash: every trial in flight, the duplicates parked
+    crash(run)  # every trial in flight, the duplicates parked
     resumed = make_run(tmp_path, "random", max_trials=10, identify=coarse_key)
     again = []
     while (nxt := resumed.next_trial()) is not None:
@@ -406,8 +412,72 @@ def test_early_stopped_results_are_journaled_told_and_replayed(tmp_path: Path) -
                [(SPACE.to_json(a), s) for a, s in run.strategy.population])  # never in the population
     events = [e for e in journal_events(tmp_path) if e["event"] == "result"]
     assert [e.get("budget") for e in events] == [None, 1, None]
-    run.journal.close()
+    crash(run)
     (tmp_path / STATE).unlink()  # replay the journal from the start
     resumed = make_run(tmp_path, "evolution", max_trials=8, identify=by_string)
     assert resumed.strategy.num_partial == 1 and resumed.records[trials[1]].budget == 1
     assert resumed.best.trial == trials[0]
+
+
+# ---------------------------------------------------------------------------------- integrity and one writer
+def damage(line: bytes) -> bytes:
+    """One corrupted byte pattern per line (the issue's repro: an event name no longer parses)."""
+    if b'"event":"result"' in line:
+        return line.replace(b'"event":"result"', b'"event":"res#ult"')
+    return line[: len(line) // 2] + b"\n"  # a propose line cut in half (still newline-terminated)
+
+
+def test_a_damaged_line_at_any_position_is_refused_then_repaired(tmp_path: Path) -> None:
+    from nas.journal import JournalDamaged
+    from nas.rundir import RunView
+
+    source = tmp_path / "source"
+    assert Dispatcher().drive(make_run(source, "random", max_trials=8))
+    lines = (source / JOURNAL).read_bytes().splitlines(keepends=True)
+    original = [e for e in journal_events(source)]
+    for position in range(len(lines)):
+        run_dir = tmp_path / f"damaged_{position}"
+        run_dir.mkdir()
+        (run_dir / "config.json").write_bytes((source / "config.json").read_bytes())
+        (run_dir / JOURNAL).write_bytes(b"".join([*lines[:position], damage(lines[position]), *lines[position + 1:]]))
+        for reader in (lambda d=run_dir: make_run(d, "random", max_trials=8), lambda d=run_dir: RunView(d)):
+            with pytest.raises(JournalDamaged) as err:
+                reader()
+            assert err.value.line == position + 1 and "nas repair" in str(err.value)
+        assert (run_dir / JOURNAL).read_bytes() != b"".join(lines)  # nothing was truncated or rewritten
+        report = repair_journal(run_dir)
+        assert report.damaged == [position + 1]
+        dispatcher = Dispatcher()
+        resumed = make_run(run_dir, "random", max_trials=8)
+        lost_result = original[position]["event"] == "result"
+        assert dispatcher.drive(resumed)
+        events = journal_events(run_dir)
+        results = Counter(e["trial"] for e in events if e["event"] == "result")
+        assert all(n == 1 for n in results.values()) and len(results) == 8, f"position {position}: {results}"
+        if lost_result:  # only that trial is evaluated again; every other result is kept
+            assert dispatcher.dispatched == [original[position]["trial"]]
+            kept = [e for e in original if e != original[position]]
+            assert events[: len(kept)] == kept
+        else:  # a lost proposal: the trials from it on are proposed anew, earlier results are kept
+            first_lost = original[position]["trial"]
+            assert all(t >= first_lost for t in dispatcher.dispatched)
+
+
+def test_a_second_writer_is_refused_and_a_crashed_one_is_not(tmp_path: Path) -> None:
+    from nas.rundir import RunInUse
+
+    first = make_run(tmp_path, "random", max_trials=4)
+    with pytest.raises(RunInUse, match=r"is in use by PID \d+ on "):
+        make_run(tmp_path, "random", max_trials=4)
+    assert not (tmp_path / JOURNAL).exists()  # the refused writer wrote nothing
+    first.close()
+    second = make_run(tmp_path, "random", max_trials=4)  # released at close
+    crash(second)  # the kernel drops a dead process's lock
+    make_run(tmp_path, "random", max_trials=4).close()
+
+
+def test_the_lock_is_released_when_the_config_is_refused(tmp_path: Path) -> None:
+    make_run(tmp_path, "random", max_trials=4).close()
+    with pytest.raises(ConfigMismatch):
+        make_run(tmp_path, "random", max_trials=4, config={**CONFIG, "strategy": "random", "seed": 5})
+    make_run(tmp_path, "random", max_trials=4).close()

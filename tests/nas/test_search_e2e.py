@@ -276,7 +276,12 @@ def test_failing_and_nan_trials_are_recorded_and_the_search_goes_on(tmp_path: Pa
     failed = {t: r for t, r in results.items() if r["status"] == "failed"}
     assert sorted(failed) == [1, 2, 3, 5], results
     assert "RuntimeError: boom while training" in failed[1]["reason"]
-    assert "trial raised or its worker died" in failed[2]["reason"]
+    # trial 2's worker dies in every attempt: retried twice, then failed as infrastructure (not cached)
+    assert "worker or node died" in failed[2]["reason"] and "3 attempt(s)" in failed[2]["reason"]
+    assert failed[2].get("infrastructure") is True and "infrastructure" not in failed[1]
+    retries = events(read_journal(tmp_path / "run"), "retry")
+    assert [(e["trial"], e["attempt"]) for e in retries] == [(2, 1), (2, 2)]
+    assert run.strategy.num_told == 6  # each trial told once
     assert re.search(r"nan|non-finite", failed[3]["reason"], re.IGNORECASE), failed[3]["reason"]
     assert re.search(r"nan|non-finite", failed[5]["reason"], re.IGNORECASE), failed[5]["reason"]
     assert all(r["score"] is None for r in failed.values())
@@ -289,6 +294,63 @@ def test_failing_and_nan_trials_are_recorded_and_the_search_goes_on(tmp_path: Pa
     # both CPUs of the local Ray were used: a second trial was handed out before the first result
     kinds = [e["event"] for e in read_journal(tmp_path / "run")]
     assert kinds.index("result") >= 2, kinds
+
+
+def dies_once_evaluator(marker: Path) -> Evaluator:
+    """Trial 1's worker dies on its first attempt only (a lost node); every trial t scores 0.1 + 0.05 t."""
+
+    class DiesOnce(Evaluator):
+        name = "dies-once"
+
+        def __init__(self) -> None:
+            self.marker = str(marker)
+
+        def evaluate(self, graph: Any, trial: Any) -> Any:
+            if trial.id == 1 and not Path(self.marker).exists():
+                Path(self.marker).write_text("died")
+                os._exit(3)
+            return {"val_acc": 0.1 + 0.05 * trial.id}
+
+    return DiesOnce()
+
+
+def test_a_trial_whose_worker_dies_is_retried_and_told_once(tmp_path: Path, local_ray: None) -> None:
+    config = search_config("--trials", "3", "--epochs", "1", "--data-limit", "100")
+    run = quiet_run(config, tmp_path / "run", evaluator=dies_once_evaluator(tmp_path / "died"))
+    journal = read_journal(tmp_path / "run")
+    results = results_by_trial(journal)
+    assert (tmp_path / "died").exists() and sorted(results) == [0, 1, 2]
+    assert all(r["status"] == "ok" for r in results.values()), results
+    assert results[1]["score"] == pytest.approx(0.15)
+    assert [(e["trial"], e["attempt"]) for e in events(journal, "retry")] == [(1, 1)]
+    assert run.strategy.num_told == 3 and run.strategy.num_failed == 0
+
+
+def stalls_evaluator() -> Evaluator:
+    """Trial 0 hangs (a stalled data loader, a deadlocked collective); the others score at once."""
+
+    class Stalls(Evaluator):
+        name = "stalls"
+
+        def evaluate(self, graph: Any, trial: Any) -> Any:
+            if trial.id == 0:
+                time.sleep(3600)
+            return {"val_acc": 0.5}
+
+    return Stalls()
+
+
+def test_the_watchdog_ends_a_stalled_trial_and_records_it(tmp_path: Path, local_ray: None) -> None:
+    from nas.config import Execution
+
+    config = search_config("--trials", "3", "--epochs", "1", "--data-limit", "100")
+    start = time.monotonic()
+    run = quiet_run(config, tmp_path / "run", evaluator=stalls_evaluator(), execution=Execution(trial_timeout=15))
+    assert time.monotonic() - start < 120
+    results = results_by_trial(read_journal(tmp_path / "run"))
+    assert results[0]["status"] == "failed" and "--trial-timeout 15 s" in results[0]["reason"], results[0]
+    assert [results[t]["status"] for t in (1, 2)] == ["ok", "ok"]
+    assert run.num_done == 3
 
 
 def test_trial_capacity_counts_what_the_cluster_fits(local_ray: None) -> None:
