@@ -209,7 +209,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     config = resolve_config(settings)
     execution = Execution(address=args.address, cpus_per_trial=args.cpus_per_trial,
                           gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent,
-                          download=args.download, max_retries=args.max_retries, trial_timeout=args.trial_timeout)
+                          download=args.download, max_retries=args.max_retries, trial_timeout=args.trial_timeout,
+                          storage=args.storage)
     exp = Experiment.from_config(config, args.run_dir, execution=execution, trials_explicit="trials" in settings,
                                  callbacks=logger_callbacks(args.logger), quiet=args.quiet)
     run_dir = exp.run_dir
@@ -363,6 +364,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--cpus-per-trial", type=_fraction, default=1.0)
     g.add_argument("--gpus-per-trial", type=_fraction, default=0.0, help="fractions allowed, e.g. 0.5")
     g.add_argument("--max-concurrent", type=_positive, default=None)
+    g.add_argument("--storage", default=None,
+                   help="where trials' checkpoints (weights) go: a path every node sees (NFS) or a cloud URI "
+                        "(s3://bucket/prefix, gs://...); default RUN/tune, right for one machine")
     g.add_argument("--max-retries", type=int, default=2,
                    help="run a trial again when its worker or node dies, up to N times (default 2)")
     g.add_argument("--trial-timeout", type=_fraction, default=None,

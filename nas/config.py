@@ -75,6 +75,7 @@ class Execution:
     download: bool = False
     max_retries: int = 2  # runs of a trial again after its worker or node died
     trial_timeout: float | None = None  # seconds before a still-running trial is ended as failed
+    storage: str | None = None  # where Tune keeps trial checkpoints: a shared path or cloud URI (default RUN/tune)
 
     def __post_init__(self) -> None:
         for name in ("cpus_per_trial", "gpus_per_trial"):

@@ -114,11 +114,15 @@ def run_search(config: SearchConfig, run_dir: str | Path, *, space: SearchSpace 
     if source.finished:
         run.close()
         return run
+    if execution.address is not None and execution.storage is None:
+        log(f"note: trials keep their checkpoints (weights) in {run_dir.resolve() / 'tune'} on the node that runs "
+            "them; on a multi-node cluster pass --storage (a path every node mounts, or s3://... / gs://...) so they "
+            "reach the run from every node")
     max_epochs = config.train.epochs if config.train is not None else 1
     dispatch(source, cpus_per_trial=execution.cpus_per_trial, gpus_per_trial=execution.gpus_per_trial,
              max_concurrent=execution.max_concurrent, scheduler=config.scheduler, max_epochs=max_epochs,
              address=execution.address, num_cpus=execution.num_cpus, max_retries=execution.max_retries,
-             trial_timeout=execution.trial_timeout,
+             trial_timeout=execution.trial_timeout, storage=execution.storage,
              progress=progress or Progress(run.max_trials, quiet=True), callbacks=callbacks)
     if run.num_done:
         plot_progress(run, run_dir / PROGRESS_PNG)

@@ -111,9 +111,11 @@ class Trainer(Evaluator):
     def evaluate(self, graph: ArchGraph, trial: Trial) -> Metrics:
         if self.data is None or self.train_config is None:
             raise InputError("Trainer.evaluate before prepare(): the engine loads the data first")
+        resume = trial.resume if trial.resume is not None and 1 <= trial.resume.epoch < self.train_config.epochs \
+            else None  # a trial that runs again continues after its last checkpointed epoch
         return train_and_evaluate(graph, self.data, self.train_config, trial.device, trial.report_epoch,
                                   latency_repeats=LATENCY_REPEATS if trial.needs_latency else 0,
-                                  on_epoch_end=trial.save_state)
+                                  on_epoch_end=trial.save_state, resume=resume)
 
 
 class FunctionEvaluator(Evaluator):

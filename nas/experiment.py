@@ -86,7 +86,7 @@ class Experiment:
                  objective: Objective | Mapping[str, Any] | None = None, resources: Mapping[str, float] | None = None,
                  address: str | None = None, max_concurrent: int | None = None, num_cpus: int | None = None,
                  callbacks: Sequence[Any] = (), download: bool = False, quiet: bool = True,
-                 max_retries: int = 2, trial_timeout: float | None = None,
+                 max_retries: int = 2, trial_timeout: float | None = None, storage: str | None = None,
                  config: Mapping[str, Any] | None = None, **settings: Any) -> None:
         given: dict[str, Any] = dict(config or {})
         self.space = space if isinstance(space, SearchSpace) else None
@@ -135,7 +135,7 @@ class Experiment:
         self.execution = Execution(address=address, cpus_per_trial=float(res.get("cpu", 1.0)),
                                    gpus_per_trial=float(res.get("gpu", 0.0)), max_concurrent=max_concurrent,
                                    num_cpus=num_cpus, download=download, max_retries=max_retries,
-                                   trial_timeout=trial_timeout)
+                                   trial_timeout=trial_timeout, storage=storage)
         self.run_dir = Path(run_dir) if run_dir is not None else self.config.default_run_dir()
         self.callbacks = list(callbacks)
         self.quiet = quiet

@@ -6,9 +6,12 @@ Layout of a run directory::
     journal.jsonl   one JSON event per line, appended and fsynced: the single source of truth
     state.json      snapshot of the strategy after journal line N (atomic replace)
 
-Events: ``{"event": "propose", "trial": id, "arch": {...}, "hash": h, "t": seconds}`` and
+Events: ``{"event": "propose", "trial": id, "arch": {...}, "hash": h, "t": seconds}``,
 ``{"event": "result", "trial": id, "status": "ok" | "failed" | "cached", "score": x | null,
-"reason": str | null, "metrics": {...}, "t": seconds}``. A torn last line (the process died
+"reason": str | null, "metrics": {...}, "t": seconds}`` (optionally ``budget``, epochs reached by
+a trial stopped early, and ``infrastructure``: its worker died in every attempt),
+``{"event": "retry", "trial": id, "attempt": n, "reason": str}`` and ``{"event": "checkpoint",
+"trial": id, "path": uri}`` (the trial's latest checkpoint in the run's storage). A torn last line (the process died
 mid-write) is dropped on read and truncated away before the next append.
 """
 
@@ -30,7 +33,7 @@ JOURNAL = "journal.jsonl"
 STATE = "state.json"
 
 
-EVENT_KINDS = ("propose", "result", "retry")
+EVENT_KINDS = ("propose", "result", "retry", "checkpoint")
 STATUSES = ("ok", "failed", "cached")
 SNIPPET = 80
 """Characters of a damaged line quoted in an error message."""
@@ -97,7 +100,7 @@ def _is_number(value: Any) -> bool:
 
 class EventChecker:
     """Checks each event, in journal order, against what this journal writes: proposals numbered
-    0, 1, 2, ...; one result per proposed trial; retries only of pending trials."""
+    0, 1, 2, ...; one result per proposed trial; retries and checkpoints only of pending trials."""
 
     def __init__(self) -> None:
         self.proposed = 0
@@ -125,6 +128,8 @@ class EventChecker:
             return f"{kind} for trial {trial}, which already has a result"
         if kind == "retry":
             return None
+        if kind == "checkpoint":
+            return None if isinstance(event.get("path"), str) else f"checkpoint of trial {trial} without a path"
         if event.get("status") not in STATUSES:
             return f"result of trial {trial} with status {str(event.get('status'))[:SNIPPET]!r}"
         score = event.get("score")

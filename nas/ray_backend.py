@@ -24,6 +24,7 @@ import time
 from abc import ABC, abstractmethod
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from nas.progress import Progress
@@ -101,7 +102,11 @@ class TrialSource(ABC):
       trial's worker or node died in every attempt (not the architecture's fault: do not cache
       it against the architecture).
     * ``on_retry(config, reason, attempt)``: the trial's worker or node died and the dispatcher
-      runs the same config again (attempt 1, 2, ... up to ``max_retries``); default: nothing.
+      runs the same config again (attempt 1, 2, ... up to ``max_retries``; with ``resume_from``
+      set to its last checkpoint); default: nothing.
+    * ``on_checkpoint(config, uri)``: Tune persisted a checkpoint of the trial to the run's
+      storage (``uri``: a local path or a cloud URI); default: nothing. The last checkpoint also
+      comes with the final result as ``result["checkpoint"]``.
 
     A config names its trial's directory under ``RUN/tune/trials`` in ``config["dirname"]``.
     """
@@ -133,6 +138,9 @@ class TrialSource(ABC):
     def on_retry(self, config: dict[str, Any], reason: str, attempt: int) -> None:
         """The trial's worker died; the same config runs again (``attempt`` counts from 1)."""
 
+    def on_checkpoint(self, config: dict[str, Any], uri: str) -> None:
+        """A checkpoint of the trial is in the run's storage at ``uri``."""
+
 
 
 def trial_dirname(trial: Any) -> str:
@@ -141,7 +149,7 @@ def trial_dirname(trial: Any) -> str:
 
 
 def _make_scheduler(scheduler: str, max_epochs: int) -> Any:
-    """Tune's FIFO scheduler, or ASHA on ``training_iteration`` that records which trials it stops
+    """Tune's FIFO scheduler, or ASHA on the reported ``epoch`` that records which trials it stops
     before ``max_epochs`` (``stopped_early``: Tune's result does not say so)."""
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
@@ -150,13 +158,15 @@ def _make_scheduler(scheduler: str, max_epochs: int) -> Any:
     max_t = max(max_epochs, 1)
 
     class RecordingASHA(ASHAScheduler):
+        # rungs on the reported epoch, not Tune's report count: a trial that runs again continues
+        # after its checkpointed epoch
         def __init__(self) -> None:
-            super().__init__(time_attr="training_iteration", max_t=max_t, grace_period=1, reduction_factor=3)
+            super().__init__(time_attr="epoch", max_t=max_t, grace_period=1, reduction_factor=3)
             self.stopped_early: set[str] = set()
 
         def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
             decision = super().on_trial_result(tune_controller, trial, result)
-            if decision == TrialScheduler.STOP and result.get("training_iteration", max_t) < max_t:
+            if decision == TrialScheduler.STOP and result.get("epoch", max_t) < max_t:
                 self.stopped_early.add(trial.trial_id)
             return decision
 
@@ -192,8 +202,30 @@ def _make_watchdog(timeout: float | None, timed_out: set[str]) -> Any:
     return Watchdog()
 
 
+def checkpoint_uri(checkpoint: Any) -> str:
+    """A Tune checkpoint's location: its local path, or ``scheme://path`` on a cloud filesystem."""
+    fs = getattr(checkpoint, "filesystem", None)
+    kind = getattr(fs, "type_name", "local")
+    if kind in ("local", "mock"):
+        return str(checkpoint.path)
+    return f"{ {'gcs': 'gs'}.get(kind, kind)}://{checkpoint.path}"
+
+
+def _make_checkpoint_log(latest: dict[str, str], searcher: Any) -> Any:
+    """A Tune callback that records each trial's latest persisted checkpoint (``latest``, by Tune trial
+    id) and tells the searcher."""
+    from ray.tune import Callback
+
+    class CheckpointLog(Callback):
+        def on_checkpoint(self, iteration: int, trials: list[Any], trial: Any, checkpoint: Any, **info: Any) -> None:
+            latest[trial.trial_id] = uri = checkpoint_uri(checkpoint)
+            searcher.checkpointed(trial.trial_id, uri)
+
+    return CheckpointLog()
+
+
 def _make_searcher(source: TrialSource, progress: Progress, scheduler: Any, interrupt: Interrupt,
-                   max_retries: int, timeout: float | None, timed_out: set[str]) -> Any:
+                   max_retries: int, timeout: float | None, timed_out: set[str], latest: dict[str, str]) -> Any:
     from ray.tune.search import Searcher
 
     class SourceSearcher(Searcher):
@@ -221,6 +253,11 @@ def _make_searcher(source: TrialSource, progress: Progress, scheduler: Any, inte
             if config is not None:
                 source.on_result(config, result)
 
+        def checkpointed(self, trial_id: str, uri: str) -> None:
+            config = self.running.get(trial_id)
+            if config is not None and interrupt.signum is None:
+                source.on_checkpoint(config, uri)
+
         def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
                               error: bool = False) -> None:
             config = self.running.pop(trial_id, None)
@@ -236,6 +273,8 @@ def _make_searcher(source: TrialSource, progress: Progress, scheduler: Any, inte
                 if self.attempts[key] < max_retries:
                     self.attempts[key] += 1
                     source.on_retry(config, reason, self.attempts[key])
+                    if trial_id in latest:  # continue from the last checkpoint
+                        config = {**config, "resume_from": latest[trial_id]}
                     self.again.append(config)
                 else:
                     source.on_complete(config, None, f"{reason}; {self.attempts[key] + 1} attempt(s)",
@@ -243,6 +282,8 @@ def _make_searcher(source: TrialSource, progress: Progress, scheduler: Any, inte
             else:
                 if trial_id in getattr(scheduler, "stopped_early", ()):
                     result = {**result, "stopped_early": True}
+                if trial_id in latest:
+                    result = {**result, "checkpoint": latest[trial_id]}
                 source.on_complete(config, result, None)
             progress.update(source.run, len(self.running))
 
@@ -252,7 +293,8 @@ def _make_searcher(source: TrialSource, progress: Progress, scheduler: Any, inte
 def dispatch(source: TrialSource, *, cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0,
              max_concurrent: int | None = None, scheduler: str = "fifo", max_epochs: int = 1,
              address: str | None = None, num_cpus: int | None = None, progress: Progress | None = None,
-             callbacks: Sequence[Any] = (), max_retries: int = 2, trial_timeout: float | None = None) -> None:
+             callbacks: Sequence[Any] = (), max_retries: int = 2, trial_timeout: float | None = None,
+             storage: str | None = None) -> None:
     """Run ``source``'s trials on Ray Tune until it has handed out all of them and all have ended.
 
     ``address`` joins an existing cluster ("auto" or host:port); otherwise an embedded local Ray
@@ -262,16 +304,23 @@ def dispatch(source: TrialSource, *, cpus_per_trial: float = 1.0, gpus_per_trial
     Ray Tune callbacks (e.g. ``ray.tune.logger.TBXLoggerCallback``). A trial whose worker or node
     dies runs again up to ``max_retries`` times; one running longer than ``trial_timeout`` seconds is
     ended and recorded as failed. SIGINT / SIGTERM stop the search gracefully (:class:`Interrupt`,
-    then :class:`SearchInterrupted`). The run is closed at the end.
+    then :class:`SearchInterrupted`). ``storage``: where Tune persists the trials' checkpoints and
+    logs (a filesystem path every node sees, or a cloud URI such as ``s3://bucket/prefix``; default
+    ``RUN/tune``, right for one machine). The run is closed at the end.
     """
     from ray import tune
 
     progress = progress or Progress(source.run.max_trials)
     resources = {"cpu": cpus_per_trial, "gpu": gpus_per_trial}
     sched = _make_scheduler(scheduler, max_epochs)
-    storage = trials_dir(source.run.run_dir)
+    if storage is None:
+        storage_path, name = str(trials_dir(source.run.run_dir).parent), trials_dir(source.run.run_dir).name
+    else:  # one directory per run in the shared store
+        storage_path = storage if "://" in storage else str(Path(storage).expanduser().resolve())
+        name = f"{source.run.run_dir.resolve().name}-trials"
     interrupt = Interrupt()
     timed_out: set[str] = set()
+    latest: dict[str, str] = {}
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # ours (Interrupt) stops the run and says so
     try:
         with ray_session(address, num_cpus), interrupt.catching():
@@ -279,17 +328,20 @@ def dispatch(source: TrialSource, *, cpus_per_trial: float = 1.0, gpus_per_trial
             # with a custom Searcher Tune keeps at most max_concurrent_trials pending (else 1: trials would
             # run one at a time); our strategies propose for every free worker, so allow what fits
             concurrent = max_concurrent or trial_capacity(cpus_per_trial, gpus_per_trial)
-            searcher = _make_searcher(source, progress, sched, interrupt, max_retries, trial_timeout, timed_out)
+            searcher = _make_searcher(source, progress, sched, interrupt, max_retries, trial_timeout, timed_out,
+                                      latest)
             tuner = tune.Tuner(
                 tune.with_resources(source.trainable(), resources),
                 tune_config=tune.TuneConfig(
                     search_alg=searcher, scheduler=sched, metric="score", mode="max", num_samples=-1,
                     max_concurrent_trials=concurrent, reuse_actors=source.reuse_actors,
                     trial_dirname_creator=trial_dirname),
-                run_config=tune.RunConfig(storage_path=str(storage.parent), name=storage.name, verbose=0,
-                                          callbacks=[*callbacks, _make_watchdog(trial_timeout, timed_out)],
-                                          stop=_make_stopper(interrupt),
-                                          failure_config=tune.FailureConfig(max_failures=0)),
+                run_config=tune.RunConfig(
+                    storage_path=storage_path, name=name, verbose=0, stop=_make_stopper(interrupt),
+                    callbacks=[*callbacks, _make_watchdog(trial_timeout, timed_out),
+                               _make_checkpoint_log(latest, searcher)],
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1),  # the latest epoch's only
+                    failure_config=tune.FailureConfig(max_failures=0)),
             )
             start = time.time()
             try:

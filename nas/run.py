@@ -82,6 +82,7 @@ class SearchRun(RunRecords):
         self.inflight: dict[str, int] = {}  # hash -> the trial evaluating it
         self.waiting: dict[str, list[int]] = {}  # hash -> later trials of it, answered when it ends
         self.redispatch: deque[int] = deque()
+        self.checkpoints: dict[int, str] = {}  # pending trial -> its latest checkpoint in the run's storage
         try:
             self.resumed = self.journal.open_config(config, grow=("trials",))
             self._restore()
@@ -143,6 +144,13 @@ class SearchRun(RunRecords):
                     reason=f"same architecture as trial {earlier.trial}" +
                     (f" ({earlier.reason})" if earlier.reason else ""), metrics=earlier.metrics,
                     budget=earlier.budget)
+
+    def checkpoint(self, trial: int, uri: str) -> None:
+        """Journal where trial ``trial``'s latest checkpoint is (a trial that runs again continues there)."""
+        if self.records[trial].done:
+            return
+        self.checkpoints[trial] = uri
+        self.journal.append({"event": "checkpoint", "trial": trial, "path": uri})
 
     def retry(self, trial: int, reason: str, attempt: int) -> None:
         """Journal that trial ``trial`` runs again after an infrastructure failure (it stays pending)."""
@@ -236,6 +244,8 @@ class SearchRun(RunRecords):
                             f"journal replay diverged at trial {record.trial}: the strategy now proposes "
                             f"{self.space.to_json(proposal.arch)} where the journal has {record.arch}; the code or "
                             "its defaults changed since the run started. Use a new --run-dir.")
+            elif kind == "checkpoint":
+                self.checkpoints[int(event["trial"])] = str(event["path"])
             elif kind == "result":
                 record = self.records[event["trial"]]
                 self._apply_result(record, event["status"], event["score"], event.get("reason"),

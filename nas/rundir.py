@@ -9,7 +9,8 @@ Layout (every path a run writes is named here)::
     space.json             how a built-in space was built: {"space": name, "options": {...}}
     graphs/HASH.json       the ArchGraph of every architecture handed out for evaluation
     progress.png           best score so far (nas show, nas search)
-    tune/trials/trial_N/   the Ray Tune trial directory of trial N: weights.safetensors
+    tune/trials/trial_N/   Ray Tune's directory of trial N (default storage; ``--storage`` puts it
+                           elsewhere): checkpoint_*/weights.safetensors, train_state.safetensors
     darts/seed_S/          one-shot (DARTS) searches: alpha trajectory
 
 :class:`RunRecords` is the trial bookkeeping both the live run (:class:`nas.run.SearchRun`) and
@@ -25,6 +26,7 @@ import fcntl
 import json
 import os
 import socket
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,17 +43,14 @@ SPACE_FILE = "space.json"
 GRAPHS_SUBDIR = "graphs"
 PROGRESS_PNG = "progress.png"
 TRIALS_SUBDIR = Path("tune") / "trials"
-TRIAL_WEIGHTS = "weights.safetensors"  # a trial's latest weights, in its trial directory
+TRIAL_WEIGHTS = "weights.safetensors"  # a trial's latest weights, in its latest Tune checkpoint
+TRIAL_STATE = "train_state.safetensors"  # the built-in trainer's state there (to continue the trial)
 ONE_SHOT_SUBDIR = "darts"
 
 
 def trials_dir(run_dir: str | Path) -> Path:
     """Where Ray Tune keeps the run's trial directories (``storage_path / name``)."""
     return Path(run_dir).resolve() / TRIALS_SUBDIR
-
-
-def trial_dir(run_dir: str | Path, trial: int) -> Path:
-    return trials_dir(run_dir) / f"trial_{trial}"
 
 
 def graph_path(run_dir: str | Path, arch_hash: str) -> Path:
@@ -75,6 +74,20 @@ def read_json(path: Path) -> Any:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise InputError(f"{path} is not valid JSON ({str(err)[:200]})") from None
+
+
+def _download(uri: str) -> Path | None:
+    """A file in cloud storage, copied to a local temp file (None when it is not there)."""
+    import pyarrow.fs
+
+    try:
+        fs, path = pyarrow.fs.FileSystem.from_uri(uri)
+        local = Path(tempfile.mkdtemp(prefix="nas-weights-")) / Path(path).name
+        with fs.open_input_stream(path) as src, local.open("wb") as dst:
+            dst.write(src.read())
+    except (OSError, ValueError) as err:
+        raise InputError(f"cannot read {uri} from the run's storage: {str(err)[:300]}") from None
+    return local
 
 
 class RunInUse(InputError):
@@ -344,16 +357,21 @@ class RunView(RunRecords):
     def weights(self, trial: int) -> Path | None:
         """The weights file (safetensors) trial ``trial`` saved, or None when it saved none.
 
-        The path comes from the trial's result metrics (a ``cached`` trial shares the weights of the
-        earlier trial of the same architecture); it is looked up under this run's ``tune/trials/`` by
-        its trial directory's name first, so a moved or copied run directory finds its own files.
+        The location comes from the trial's result metrics (a ``cached`` trial shares the weights of
+        the earlier trial of the same architecture): a file in the trial's last Tune checkpoint in
+        the run's storage. A local one is looked up under this run's ``tune/trials/`` by its trial
+        and checkpoint directory names first, so a moved or copied run directory finds its own
+        files; one in cloud storage (``s3://...``, ``gs://...``) is downloaded to a temp file.
         """
         record = self.record(trial)
         saved = record.metrics.get("weights") if record.done else None
         if not saved:
             return None
+        if "://" in str(saved):
+            return _download(str(saved))
         recorded = Path(str(saved))
-        for candidate in (self.run_dir / TRIALS_SUBDIR / recorded.parent.name / recorded.name, recorded):
+        tail = recorded.parts[-3:] if recorded.parent.name.startswith("checkpoint_") else recorded.parts[-2:]
+        for candidate in (self.run_dir / TRIALS_SUBDIR / Path(*tail), recorded):
             if candidate.is_file():
                 return candidate
         return None

@@ -3,14 +3,18 @@
 
 The trial's Tune config is plain data from the driver: ``trial`` (id), ``arch`` (the space's
 JSON form), ``graph`` (the ArchGraph as a JSON string: no space is needed in the worker), optionally
-``params``/``flops`` measured by the driver, and ``trial_dir`` (the trial's directory in the
-run's storage). Every report carries ``score`` (the objective of the metrics so far), the
-metrics, ``node``, ``device``, ``params``, ``flops`` and ``weights`` (the file the latest
-weights were saved to) or ``weights_error``.
+``params``/``flops`` measured by the driver, and ``resume_from`` (the trial's last checkpoint, when
+it runs again after its driver or worker died). Every report carries ``score`` (the objective of
+the metrics so far), the metrics, ``node``, ``device``, ``params`` and ``flops``, and a Ray Tune
+checkpoint (``weights.safetensors``, plus ``train_state.safetensors`` for the built-in trainer)
+that Tune persists to the run's storage (``--storage``: a shared filesystem or a cloud URI), so
+the weights reach the run store from any node; ``weights_error`` says when a save failed.
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -19,47 +23,84 @@ import torch
 
 from nas.export.weights import save_weights
 from nas.objective import Objective
-from nas.rundir import TRIAL_WEIGHTS
+from nas.retrain import load_checkpoint, save_checkpoint
+from nas.rundir import TRIAL_STATE, TRIAL_WEIGHTS
 from nas.trainer import TrainState, TrialFailed, device_for
 from search_spaces.analysis import measure
 from search_spaces.ir import ArchGraph
 
 FAILED_SCORE = float("nan")
 
+Send = Callable[[dict[str, Any], Path | None], None]
+"""``send(metrics, checkpoint_dir)``: one report, with the directory to persist as its checkpoint (or None)."""
 
-class TrialWeights:
-    """Keeps a trial's latest trained weights in ``trial_dir/weights.safetensors``.
 
-    :meth:`save` runs after every epoch, *before* that epoch's report (a scheduler may stop the
-    trial at any report, and nothing after it runs), and atomically replaces the file with the
-    module's state dict (CPU copies; metadata: the graph's canonical ``arch_hash`` and the
-    ``epoch``). :meth:`fields` gives the report entries: ``weights`` (the file's path) once a save
-    succeeded, or ``weights_error`` when the latest save failed, which does not fail the trial.
+class TrialCheckpoints:
+    """Stages the trial's checkpoint for its next report: after every epoch, *before* that epoch's
+    report (a scheduler may stop the trial at any report, and nothing after it runs), the weights
+    (the module's state dict, CPU copies; metadata: the graph's canonical ``arch_hash`` and the
+    ``epoch``) and, for the built-in trainer, the full :class:`TrainState` go into a fresh local
+    directory that the report hands to Tune, which copies it to the run's storage; the local copy
+    is removed after the report. A failed save (e.g. a full disk) does not fail the trial:
+    :meth:`fields` then gives ``weights_error``.
     """
 
-    def __init__(self, trial_dir: str | Path, arch_hash: str) -> None:
-        self.path = Path(trial_dir) / TRIAL_WEIGHTS
+    def __init__(self, arch_hash: str) -> None:
         self.arch_hash = arch_hash
-        self.epoch: int | None = None
+        self.staged: Path | None = None
         self.error: str | None = None
 
     def save(self, state: TrainState) -> None:
-        """Save ``state.model`` (a state dict) as the weights after epoch ``state.epoch``."""
-        self.save_state_dict(state.model, state.epoch)
+        """Stage ``state`` (the model's weights and everything needed to continue after ``state.epoch``)."""
+        self.save_state_dict(state.model, state.epoch, state)
 
-    def save_state_dict(self, state_dict: Mapping[str, torch.Tensor], epoch: int) -> None:
+    def save_state_dict(self, state_dict: Mapping[str, torch.Tensor], epoch: int,
+                        train_state: TrainState | None = None) -> None:
+        self.discard()
+        staged = Path(tempfile.mkdtemp(prefix="nas-checkpoint-"))
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            save_weights(dict(state_dict), self.path, arch_hash=self.arch_hash, extra={"epoch": str(epoch)})
+            save_weights(dict(state_dict), staged / TRIAL_WEIGHTS, arch_hash=self.arch_hash,
+                         extra={"epoch": str(epoch)})
+            if train_state is not None:
+                save_checkpoint(staged / TRIAL_STATE, train_state, {"arch_hash": self.arch_hash})
         except Exception as err:  # e.g. a full disk: the trial's result still counts
+            shutil.rmtree(staged, ignore_errors=True)
             self.error = f"could not save the weights after epoch {epoch}: {type(err).__name__}: {err}"
             return
-        self.epoch, self.error = epoch, None
+        self.staged, self.error = staged, None
+
+    def take(self) -> Path | None:
+        """The staged directory for this report (the caller hands it to Tune, then :meth:`discard`)."""
+        staged, self.staged = self.staged, None
+        return staged
+
+    def discard(self, staged: Path | None = None) -> None:
+        for path in (staged, self.staged if staged is None else None):
+            if path is not None:
+                shutil.rmtree(path, ignore_errors=True)
+        if staged is None:
+            self.staged = None
 
     def fields(self) -> dict[str, Any]:
-        if self.error is not None:
-            return {"weights_error": self.error}
-        return {} if self.epoch is None else {"weights": str(self.path)}
+        return {"weights_error": self.error} if self.error is not None else {}
+
+
+def resume_state(checkpoint: str | None, arch_hash: str) -> TrainState | None:
+    """The built-in trainer's state in the checkpoint ``checkpoint`` (a path or URI in the run's
+    storage) when it belongs to ``arch_hash``; None when there is none or it cannot be read (the
+    trial then starts over: a checkpoint only saves time)."""
+    if not checkpoint:
+        return None
+    from ray.tune import Checkpoint
+
+    try:
+        with Checkpoint(checkpoint).as_directory() as local:
+            loaded = load_checkpoint(Path(local) / TRIAL_STATE)
+    except Exception:  # unreadable or gone: start over
+        return None
+    if loaded is None or loaded.identity.get("arch_hash") != arch_hash:
+        return None
+    return loaded.state
 
 
 class Trial:
@@ -67,14 +108,16 @@ class Trial:
 
     ``id`` (trial id in the run), ``arch`` (the architecture, the space's JSON form), ``graph``
     (its ArchGraph), ``device`` (the trial's torch device, from its resources), ``checkpoint_dir``
-    (a directory of the trial's own in the run's storage), ``seed`` (for weights and data order),
-    ``metric`` (the objective's metric name). ``report(epoch=..., **metrics)`` reports progress
-    (feeds ASHA and the progress line; the model's weights are saved first).
+    (a local scratch directory of the trial on its node: files there are not persisted), ``seed``
+    (for weights and data order), ``metric`` (the objective's metric name), ``resume`` (the
+    built-in trainer's state to continue from when the trial runs again, else None).
+    ``report(epoch=..., **metrics)`` reports progress (feeds ASHA and the progress line; the
+    model's weights are checkpointed with it, into the run's storage).
     """
 
     def __init__(self, trial_id: int, arch: dict[str, Any], graph: ArchGraph, device: torch.device,
                  checkpoint_dir: Path, objective: Objective, seed: int, params: int, flops: int,
-                 send: Callable[[dict[str, Any]], None], context: dict[str, Any]) -> None:
+                 send: Send, context: dict[str, Any], resume: TrainState | None = None) -> None:
         self.id = trial_id
         self.arch = arch
         self.graph = graph
@@ -85,7 +128,8 @@ class Trial:
         self.metric = objective.metric
         self.model: torch.nn.Module | None = None  # the user's model (FunctionEvaluator): saved at reports
         self.latency_ms: float | None = None
-        self.weights = TrialWeights(checkpoint_dir, graph.canonical_hash())
+        self.weights = TrialCheckpoints(graph.canonical_hash())
+        self.resume = resume
         self.params, self.flops = params, flops
         self._send = send
         self._context = context
@@ -116,8 +160,13 @@ class Trial:
         if score is None:
             raise TrialFailed(reason or "objective undefined")
         extra = {} if latency is None else {"latency_ms": latency}
-        self._send({**metrics, **extra, **self._context, "score": score, "failed": False, "device": str(self.device),
-                    "params": self.params, "flops": self.flops, **self.weights.fields()})
+        staged = self.weights.take()
+        try:
+            self._send({**metrics, **extra, **self._context, "score": score, "failed": False,
+                        "device": str(self.device), "params": self.params, "flops": self.flops,
+                        **self.weights.fields()}, staged)
+        finally:
+            self.weights.discard(staged)  # Tune copied it to the run's storage
         self.reports += 1
         self.last_metrics = {k: v for k, v in metrics.items() if k != "epoch"}
 
@@ -138,15 +187,21 @@ def run_trial(config: dict[str, Any], evaluator: Any = None, objective: Objectiv
     objective = objective or Objective()
     context = {"trial": config["trial"], "node": ray.get_runtime_context().get_node_id()}
     device = device_for(gpus)
+
+    def send(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
+        tune.report(metrics, checkpoint=None if checkpoint_dir is None else tune.Checkpoint.from_directory(
+            str(checkpoint_dir)))
+
     try:
         graph = ArchGraph.from_json(config["graph"])
         params, flops = config.get("params"), config.get("flops")
         if params is None or flops is None:
             cost = measure(graph)
             params, flops = cost.params, cost.flops
-        trial_dir = Path(config["trial_dir"]) if config.get("trial_dir") else Path(tune.get_context().get_trial_dir())
-        trial = Trial(config["trial"], config["arch"], graph, device, trial_dir, objective,
-                      int(config.get("seed", 0)), params, flops, tune.report, context)
+        scratch = Path(tune.get_context().get_trial_dir())
+        trial = Trial(config["trial"], config["arch"], graph, device, scratch, objective,
+                      int(config.get("seed", 0)), params, flops, send, context,
+                      resume=resume_state(config.get("resume_from"), graph.canonical_hash()))
         out = evaluator.evaluate(graph, trial)
         final = {trial.metric: float(out)} if isinstance(out, (int, float)) else dict(out)
         said = trial.last_metrics is not None and trial.last_metrics.get(trial.metric) == final.get(trial.metric)

@@ -16,7 +16,7 @@ from typing import Any
 from nas.objective import Objective
 from nas.ray_backend import TrialSource
 from nas.run import SearchRun
-from nas.rundir import trial_dir
+from nas.rundir import TRIAL_WEIGHTS
 from nas.trial import run_trial
 from search_spaces.analysis import Cost, measure
 from search_spaces.ir import ArchGraph
@@ -25,10 +25,11 @@ from search_spaces.spaces.base import SearchSpace
 Payload = tuple[ArchGraph, Cost | None]
 _METRIC_KEYS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "best_val_acc", "epoch_seconds",
                 "latency_ms", "node", "device", "params", "flops", "weights", "weights_error")
-_REPORT_KEYS = {"score", "failed", "stopped_early", "reason", "trial", "done", "time_this_iter_s", "time_total_s",
-                "timestamp", "training_iteration", "date", "hostname", "pid", "trial_id", "experiment_id",
-                "time_since_restore", "iterations_since_restore", "timesteps_since_restore", "checkpoint_dir_name",
-                "node_ip", "config", "should_checkpoint", "experiment_tag", "timesteps_total", "episodes_total"}
+_REPORT_KEYS = {"score", "failed", "stopped_early", "checkpoint", "reason", "trial", "done", "time_this_iter_s",
+                "time_total_s", "timestamp", "training_iteration", "date", "hostname", "pid", "trial_id",
+                "experiment_id", "time_since_restore", "iterations_since_restore", "timesteps_since_restore",
+                "checkpoint_dir_name", "node_ip", "config", "should_checkpoint", "experiment_tag", "timesteps_total",
+                "episodes_total"}
 
 
 def trial_payload(space: SearchSpace, objective: Objective) -> tuple[
@@ -54,13 +55,16 @@ def trial_payload(space: SearchSpace, objective: Objective) -> tuple[
 
 def trial_metrics(result: dict[str, Any]) -> dict[str, Any]:
     """What the journal keeps of a trial's last report: the trainer's and the user's metrics, how far
-    it got (``epochs_run``), where it ran and its weights file."""
+    it got (``epochs_run``), where it ran and its weights file (in its last checkpoint, in the run's
+    storage: a path or a cloud URI)."""
     out = {k: result[k] for k in _METRIC_KEYS if k in result}
+    if result.get("checkpoint") and not result.get("weights_error"):
+        out["weights"] = f"{str(result['checkpoint']).rstrip('/')}/{TRIAL_WEIGHTS}"
     for key, value in result.items():  # a user evaluator's own metrics
         if key not in out and key not in _REPORT_KEYS and isinstance(value, (int, float, str, bool)):
             out[key] = value
-    if "training_iteration" in result:
-        out["epochs_run"] = result["training_iteration"]
+    if "epoch" in result or "training_iteration" in result:
+        out["epochs_run"] = result.get("epoch", result.get("training_iteration"))
     return out
 
 
@@ -89,9 +93,12 @@ class MultiTrial(TrialSource):
         record, (graph, cost) = nxt
         measured = {} if cost is None else {"params": cost.params, "flops": cost.flops}
         # the graph as one JSON string: Tune flattens nested config values into result and logger columns
+        resume = {"resume_from": self.run.checkpoints[record.trial]} if record.trial in self.run.checkpoints else {}
         return {"trial": record.trial, "arch": record.arch, "graph": graph.to_json(), "seed": self.seed,
-                "dirname": f"trial_{record.trial}", "trial_dir": str(trial_dir(self.run.run_dir, record.trial)),
-                **measured}
+                "dirname": f"trial_{record.trial}", **measured, **resume}
+
+    def on_checkpoint(self, config: dict[str, Any], uri: str) -> None:
+        self.run.checkpoint(config["trial"], uri)
 
     def on_retry(self, config: dict[str, Any], reason: str, attempt: int) -> None:
         self.run.retry(config["trial"], reason, attempt)
@@ -111,6 +118,7 @@ class MultiTrial(TrialSource):
                          "without --allow-untrained)")
             score = float(result["score"])
             # stopped early by the scheduler: a low-fidelity score, told with the epochs it reached
-            budget = float(result.get("training_iteration", 0)) if result.get("stopped_early") else None
+            budget = float(result.get("epoch", result.get("training_iteration", 0))) \
+                if result.get("stopped_early") else None
             self.run.finish(trial, score if math.isfinite(score) else None, metrics=trial_metrics(result),
                             budget=budget)

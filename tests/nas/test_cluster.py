@@ -21,7 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
 from ray_helpers import Reaper, events, ray_env, read_journal, run_nas
+
+from nas.export.exporter import import_source
+from nas.export.weights import load_weights, read_metadata
+from nas.rundir import RunView
+from search_spaces.compiler import GraphModule
 
 
 def free_port() -> int:
@@ -102,13 +108,32 @@ def two_node_cluster(ray_tmp: Path) -> Iterator[Cluster]:
 
 
 def test_search_on_a_two_node_cluster_uses_both_nodes(tmp_path: Path, two_node_cluster: Cluster) -> None:
-    run_dir = tmp_path / "run"
+    """Trials on both nodes; their weights reach the run through Tune's storage (a shared path standing
+    in for NFS, apart from the run directory) and `nas export` gives every trial's trained weights."""
+    run_dir, shared = tmp_path / "run", tmp_path / "shared-store"
     result = run_nas(["search", "--address", two_node_cluster.address, "--trials", "4", "--epochs", "4",
-                      "--data-limit", "1000", "--cpus-per-trial", "1", "--run-dir", str(run_dir)],
-                     two_node_cluster.env)
+                      "--data-limit", "1000", "--cpus-per-trial", "1", "--storage", str(shared), "--run-dir",
+                      str(run_dir)], two_node_cluster.env)
     assert result.returncode == 0, result.stdout
     results = events(read_journal(run_dir), "result")
     assert sorted(e["trial"] for e in results) == [0, 1, 2, 3]
     assert all(e["status"] == "ok" for e in results), results
     nodes = {e["metrics"]["node"] for e in results}
     assert nodes == set(two_node_cluster.node_ids), f"trials ran on {nodes}, cluster nodes {two_node_cluster.node_ids}"
+    assert not list((run_dir / "tune").rglob("*.safetensors")), "trials wrote weights outside the storage"
+    for e in results:
+        stored = Path(e["metrics"]["weights"])
+        assert stored.is_file() and shared in stored.parents, e["metrics"]
+        out = tmp_path / "export" / f"trial_{e['trial']}.py"
+        exported = run_nas(["export", str(run_dir), "--trial", str(e["trial"]), "--out", str(out)],
+                           two_node_cluster.env, timeout=120)
+        assert exported.returncode == 0, exported.stdout
+        weights = out.with_suffix(".safetensors")
+        model = getattr(import_source(out), read_metadata(weights)["class_name"])()
+        model.load_state_dict(load_weights(weights))
+        trained = GraphModule(RunView(run_dir).graph(e["trial"]))
+        trained.load_state_dict(load_weights(stored))  # type: ignore[arg-type]
+        x = torch.randn(4, *trained.input_shape)
+        model.eval(), trained.eval()
+        with torch.no_grad():
+            torch.testing.assert_close(model(x), trained(x), atol=1e-6, rtol=0)  # the trial's trained weights

@@ -1,4 +1,4 @@
-"""Weights files (nas.export.weights), the weights a trial keeps (nas.trial.TrialWeights), and
+"""Weights files (nas.export.weights), the checkpoints a trial reports (nas.trial.TrialCheckpoints), and
 finding a trial's graph and weights in a run directory (nas.rundir.RunView) — all without starting Ray."""
 
 from __future__ import annotations
@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -18,9 +17,9 @@ from nas.engine import build_strategy
 from nas.export.weights import FORMAT, WeightsError, load_into, load_weights, read_metadata, save_weights
 from nas.methods.multi_trial import trial_payload
 from nas.run import SearchRun
-from nas.rundir import GRAPHS_SUBDIR, SPACE_FILE, TRIAL_WEIGHTS, RunView
+from nas.rundir import GRAPHS_SUBDIR, SPACE_FILE, TRIAL_STATE, TRIAL_WEIGHTS, RunView
 from nas.trainer import TrainConfig, train_and_evaluate
-from nas.trial import TrialWeights
+from nas.trial import TrialCheckpoints, resume_state
 from search_spaces.compiler import GraphModule
 from search_spaces.ir import ArchGraph
 from search_spaces.spaces.macro import MacroArch, MacroSpace, StageChoice
@@ -218,50 +217,73 @@ def test_load_into_lists_missing_unexpected_and_mismatched_keys() -> None:
 
 
 # ----------------------------------------------------------------------------- a trial's weights
-def test_trial_weights_saves_each_epoch_and_reports_the_path(tmp_path: Path) -> None:
+def test_trial_checkpoints_stage_each_epoch_for_the_report(tmp_path: Path) -> None:
     graph = small_graph()
     module = GraphModule(graph)
-    saver = TrialWeights(tmp_path / "trial_7", graph.canonical_hash())
-    assert saver.fields() == {}  # nothing saved yet: the report carries no path
-    saver.save(SimpleNamespace(epoch=1, model=module.state_dict()))
+    saver = TrialCheckpoints(graph.canonical_hash())
+    assert saver.fields() == {} and saver.take() is None  # nothing saved yet: the report carries no checkpoint
+    saver.save_state_dict(module.state_dict(), 1)
+    first = saver.staged
     with torch.no_grad():
         next(module.parameters()).add_(1.0)
-    saver.save(SimpleNamespace(epoch=2, model=module.state_dict()))
-    path = tmp_path / "trial_7" / TRIAL_WEIGHTS
-    assert saver.fields() == {"weights": str(path)}
-    assert read_metadata(path)["epoch"] == "2"
+    saver.save_state_dict(module.state_dict(), 2)
+    assert first is not None and not first.exists()  # a newer save replaces the staged one
+    staged = saver.take()
+    assert staged is not None and saver.take() is None
+    path = staged / TRIAL_WEIGHTS
+    assert read_metadata(path)["epoch"] == "2" and sorted(p.name for p in staged.iterdir()) == [TRIAL_WEIGHTS]
     assert_same(load_weights(path, arch_hash=graph.canonical_hash()), module.state_dict())
-    assert sorted(p.name for p in path.parent.iterdir()) == [TRIAL_WEIGHTS]
+    saver.discard(staged)  # after the report: Tune copied it to the run's storage
+    assert not staged.exists()
 
 
-def test_trial_weights_failure_does_not_fail_the_trial(tmp_path: Path) -> None:
-    blocker = tmp_path / "not_a_dir"
-    blocker.write_text("")
-    saver = TrialWeights(blocker / "trial_0", "abc")
-    saver.save(SimpleNamespace(epoch=1, model={"w": torch.ones(1)}))  # must not raise
+def test_trial_checkpoint_failure_does_not_fail_the_trial(monkeypatch: pytest.MonkeyPatch) -> None:
+    import nas.trial
+
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(nas.trial, "save_weights", full_disk)
+    saver = TrialCheckpoints("abc")
+    saver.save_state_dict({"w": torch.ones(1)}, 1)  # must not raise
     fields = saver.fields()
     assert list(fields) == ["weights_error"] and "after epoch 1" in fields["weights_error"]
+    assert saver.take() is None
 
 
-def test_training_with_the_trial_hook_keeps_the_final_weights(tmp_path: Path) -> None:
+class WorkerDied(BaseException):
+    """The trial's process dies after a report (no handler in the training loop catches this)."""
+
+
+def test_a_trial_that_runs_again_continues_from_its_last_checkpoint(tmp_path: Path) -> None:
     g = torch.Generator().manual_seed(0)
     data = TensorDataset("noise", torch.randn(48, *SHAPE, generator=g), torch.randint(0, CLASSES, (48,), generator=g),
                          torch.randn(16, *SHAPE, generator=g), torch.randint(0, CLASSES, (16,), generator=g), CLASSES)
     graph = small_graph(4, block="conv")
-    saver = TrialWeights(tmp_path / "trial_0", graph.canonical_hash())
-    reports: list[dict] = []
+    config = TrainConfig(epochs=3, batch_size=16)
+    uninterrupted = train_and_evaluate(graph, data, config, "cpu", lambda metrics: None)
+    saver = TrialCheckpoints(graph.canonical_hash())
+    stored: list[Path] = []
 
-    def report(metrics: dict) -> None:  # as trial_function's: the path is known when the epoch reports
-        reports.append({**metrics, **saver.fields()})
+    def report(metrics: dict) -> None:  # as Trial._report: Tune copies the staged checkpoint to storage
+        staged = saver.take()
+        assert staged is not None, "every epoch's report carries a checkpoint"
+        stored.append(tmp_path / "storage" / f"checkpoint_{len(stored):06d}")
+        shutil.copytree(staged, stored[-1])
+        saver.discard(staged)
+        if metrics["epoch"] == 2:
+            raise WorkerDied
 
-    result = train_and_evaluate(graph, data, TrainConfig(epochs=2, batch_size=16), "cpu", report,
-                                on_epoch_end=saver.save)
-    assert [r["weights"] for r in reports] == [str(saver.path)] * 2
-    assert read_metadata(saver.path)["epoch"] == "2"
-    model = load_into(GraphModule(graph, seed=5), load_weights(saver.path, arch_hash=graph.canonical_hash())).eval()
-    with torch.no_grad():
-        acc = (model(data.val_x).argmax(1) == data.val_y).float().mean().item()
-    assert acc == pytest.approx(result["val_acc"])
+    with pytest.raises(WorkerDied):
+        train_and_evaluate(graph, data, config, "cpu", report, on_epoch_end=saver.save)
+    assert sorted(p.name for p in stored[-1].iterdir()) == [TRIAL_STATE, TRIAL_WEIGHTS]
+    assert read_metadata(stored[-1] / TRIAL_WEIGHTS)["epoch"] == "2"
+    assert resume_state(str(stored[-1]), "another architecture") is None
+    assert resume_state(str(tmp_path / "gone"), graph.canonical_hash()) is None  # start over, never crash
+    state = resume_state(str(stored[-1]), graph.canonical_hash())
+    assert state is not None and state.epoch == 2
+    resumed = train_and_evaluate(graph, data, config, "cpu", lambda metrics: None, resume=state)
+    assert resumed["val_acc"] == uninterrupted["val_acc"] and resumed["train_loss"] == uninterrupted["train_loss"]
 
 
 # ----------------------------------------------------------------------------- run directories
