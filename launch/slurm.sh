@@ -44,6 +44,9 @@ NAS_VENV=${NAS_VENV:-$HOME/venvs/nas}
 NAS_DATASET=${NAS_DATASET:-cifar10}
 NAS_DATA_ROOT=${NAS_DATA_ROOT:-$HOME/nas-data}
 NAS_RUN_DIR=${NAS_RUN_DIR:-${SLURM_SUBMIT_DIR:-$PWD}/runs/evolution-$NAS_DATASET}
+# Where trials write their checkpoints (weights, trainer state) through Ray Tune: a directory every
+# node mounts at the same path (home / project storage), or a bucket URI (s3://..., gs://...).
+NAS_STORAGE=${NAS_STORAGE:-$NAS_RUN_DIR/storage}
 NAS_TRIALS=${NAS_TRIALS:-200}
 NAS_CPUS_PER_TRIAL=${NAS_CPUS_PER_TRIAL:-4}
 NAS_GPUS_PER_TRIAL=${NAS_GPUS_PER_TRIAL:-1}
@@ -203,19 +206,22 @@ echo "dashboard: ssh -N -L 8265:127.0.0.1:$RAY_DASHBOARD_PORT -J <login-node> $h
 
 # ---- the search ------------------------------------------------------------------------------
 mkdir -p "$(dirname "$NAS_RUN_DIR")" "$NAS_DATA_ROOT"
+case "$NAS_STORAGE" in *://*) ;; *) mkdir -p "$NAS_STORAGE" ;; esac
 download_opt=()
 if [ "$NAS_DOWNLOAD" = 1 ]; then
   download_opt=(--download)
 fi
 # In the background + wait, so a TERM (scancel, time limit) runs the trap right away. Background
 # jobs of a non-interactive shell ignore SIGINT; `trap - INT` gives the driver its default SIGINT
-# back, so the cleanup's SIGINT stops it gracefully (Ray Tune saves its state on SIGINT).
+# back, so the cleanup's SIGINT stops it gracefully: `nas search` stops dispatching, keeps the
+# journal complete and exits 130; the trials that were running continue from their checkpoints
+# when the job is resubmitted.
 (
   trap - INT
   exec "$nas_bin" search --strategy evolution \
     --dataset "$NAS_DATASET" --data-root "$NAS_DATA_ROOT" ${download_opt[@]+"${download_opt[@]}"} \
     --cpus-per-trial "$NAS_CPUS_PER_TRIAL" --gpus-per-trial "$NAS_GPUS_PER_TRIAL" \
-    --trials "$NAS_TRIALS" --run-dir "$NAS_RUN_DIR" \
+    --trials "$NAS_TRIALS" --run-dir "$NAS_RUN_DIR" --storage "$NAS_STORAGE" \
     --address "$head_addr" "$@"
 ) &
 nas_pid=$!
