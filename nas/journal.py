@@ -11,8 +11,9 @@ Events: ``{"event": "propose", "trial": id, "arch": {...}, "hash": h, "t": secon
 "reason": str | null, "metrics": {...}, "t": seconds}`` (optionally ``budget``, epochs reached by
 a trial stopped early, and ``infrastructure``: its worker died in every attempt),
 ``{"event": "retry", "trial": id, "attempt": n, "reason": str}`` and ``{"event": "checkpoint",
-"trial": id, "path": uri}`` (the trial's latest checkpoint in the run's storage). A torn last line (the process died
-mid-write) is dropped on read and truncated away before the next append.
+"trial": id, "path": uri, "epoch": n}`` (the trial's latest checkpoint in the run's storage).
+A torn last line (the process died mid-write) is dropped on read and truncated away before the
+next append; any other damaged line is refused (:class:`JournalDamaged`, ``nas repair``).
 """
 
 from __future__ import annotations

@@ -104,8 +104,8 @@ class TrialSource(ABC):
     * ``on_retry(config, reason, attempt)``: the trial's worker or node died and the dispatcher
       runs the same config again (attempt 1, 2, ... up to ``max_retries``; with ``resume_from``
       set to its last checkpoint); default: nothing.
-    * ``on_checkpoint(config, uri)``: Tune persisted a checkpoint of the trial to the run's
-      storage (``uri``: a local path or a cloud URI); default: nothing. The last checkpoint also
+    * ``on_checkpoint(config, uri, epoch)``: Tune persisted a checkpoint of the trial (after
+      ``epoch``) to the run's storage (``uri``: a local path or a cloud URI); default: nothing. The last checkpoint also
       comes with the final result as ``result["checkpoint"]``.
 
     A config names its trial's directory under ``RUN/tune/trials`` in ``config["dirname"]``.
@@ -138,8 +138,8 @@ class TrialSource(ABC):
     def on_retry(self, config: dict[str, Any], reason: str, attempt: int) -> None:
         """The trial's worker died; the same config runs again (``attempt`` counts from 1)."""
 
-    def on_checkpoint(self, config: dict[str, Any], uri: str) -> None:
-        """A checkpoint of the trial is in the run's storage at ``uri``."""
+    def on_checkpoint(self, config: dict[str, Any], uri: str, epoch: int | None = None) -> None:
+        """A checkpoint of the trial (after ``epoch``, when reported) is in the run's storage at ``uri``."""
 
 
 
@@ -217,9 +217,17 @@ def _make_checkpoint_log(latest: dict[str, str], searcher: Any) -> Any:
     from ray.tune import Callback
 
     class CheckpointLog(Callback):
+        def __init__(self) -> None:
+            self.epoch: dict[str, int] = {}
+
+        def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any],
+                            **info: Any) -> None:
+            if isinstance(result.get("epoch"), int):
+                self.epoch[trial.trial_id] = result["epoch"]
+
         def on_checkpoint(self, iteration: int, trials: list[Any], trial: Any, checkpoint: Any, **info: Any) -> None:
             latest[trial.trial_id] = uri = checkpoint_uri(checkpoint)
-            searcher.checkpointed(trial.trial_id, uri)
+            searcher.checkpointed(trial.trial_id, uri, self.epoch.get(trial.trial_id))
 
     return CheckpointLog()
 
@@ -253,10 +261,10 @@ def _make_searcher(source: TrialSource, progress: Progress, scheduler: Any, inte
             if config is not None:
                 source.on_result(config, result)
 
-        def checkpointed(self, trial_id: str, uri: str) -> None:
+        def checkpointed(self, trial_id: str, uri: str, epoch: int | None) -> None:
             config = self.running.get(trial_id)
             if config is not None and interrupt.signum is None:
-                source.on_checkpoint(config, uri)
+                source.on_checkpoint(config, uri, epoch)
 
         def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
                               error: bool = False) -> None:

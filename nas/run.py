@@ -145,12 +145,13 @@ class SearchRun(RunRecords):
                     (f" ({earlier.reason})" if earlier.reason else ""), metrics=earlier.metrics,
                     budget=earlier.budget)
 
-    def checkpoint(self, trial: int, uri: str) -> None:
-        """Journal where trial ``trial``'s latest checkpoint is (a trial that runs again continues there)."""
+    def checkpoint(self, trial: int, uri: str, epoch: int | None = None) -> None:
+        """Journal where trial ``trial``'s latest checkpoint (after ``epoch``) is: a trial that runs
+        again continues there."""
         if self.records[trial].done:
             return
         self.checkpoints[trial] = uri
-        self.journal.append({"event": "checkpoint", "trial": trial, "path": uri})
+        self.journal.append({"event": "checkpoint", "trial": trial, "path": uri, "epoch": epoch})
 
     def retry(self, trial: int, reason: str, attempt: int) -> None:
         """Journal that trial ``trial`` runs again after an infrastructure failure (it stays pending)."""

@@ -97,8 +97,8 @@ class MultiTrial(TrialSource):
         return {"trial": record.trial, "arch": record.arch, "graph": graph.to_json(), "seed": self.seed,
                 "dirname": f"trial_{record.trial}", **measured, **resume}
 
-    def on_checkpoint(self, config: dict[str, Any], uri: str) -> None:
-        self.run.checkpoint(config["trial"], uri)
+    def on_checkpoint(self, config: dict[str, Any], uri: str, epoch: int | None = None) -> None:
+        self.run.checkpoint(config["trial"], uri, epoch)
 
     def on_retry(self, config: dict[str, Any], reason: str, attempt: int) -> None:
         self.run.retry(config["trial"], reason, attempt)

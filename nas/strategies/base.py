@@ -9,8 +9,9 @@ Contract (the engine, benchmark mode and tests rely on exactly this):
   (evaluated, pending or failed) while an unproposed member of the space exists. Strategies
   propose as they like (``_propose``); the base class rejects a repeat, lets the strategy
   discard it (``_discard``: e.g. TPE tells it to its model) and asks again up to
-  ``max_redraws`` times, then substitutes an unproposed neighbour of the repeat (else a
-  uniformly random unproposed member) and hands it to the strategy (``_adopt``). Only when every
+  ``max_redraws`` times, then substitutes an unproposed neighbour of the repeat (or of what the
+  strategy names in ``_substitute_anchors``; else a uniformly random unproposed member) and
+  hands it to the strategy (``_adopt``). Only when every
   member has been proposed does ``ask`` repeat one (``num_repeats`` counts those).
 * ``tell(trial_id, score, budget=None)``: the outcome of a proposal. ``score`` is the objective,
   higher is better (e.g. validation accuracy). ``budget=None`` means the score was measured at
@@ -90,7 +91,7 @@ class Strategy(ABC):
             self._discard(arch)
             arch = self._propose()
         if arch in self.proposed:
-            substitute = self._unproposed_member(arch)
+            substitute = self._unproposed_member(*self._substitute_anchors(arch))
             if substitute is None:
                 self.num_repeats += 1
             else:
@@ -145,13 +146,19 @@ class Strategy(ABC):
     def _on_failure(self, trial_id: int, arch: Hashable) -> None:
         """A failed trial (called by tell); default: forget it."""
 
+    def _substitute_anchors(self, arch: Hashable) -> tuple[Hashable, ...]:
+        """Members whose unproposed neighbours may replace the repeated proposal ``arch``, in order of
+        preference (default: ``arch`` itself; evolution prefers the parent's other children)."""
+        return (arch,)
+
     # ------------------------------------------------------------------ unproposed members
-    def _unproposed_member(self, near: Hashable) -> Hashable | None:
-        """An unproposed neighbour of ``near`` (uniformly), else a uniformly random unproposed member,
-        else None (every member has been proposed)."""
-        fresh = [a for a in self.space.neighbours(near) if a not in self.proposed]
-        if fresh:
-            return fresh[int(self.rng.integers(len(fresh)))]
+    def _unproposed_member(self, *anchors: Hashable) -> Hashable | None:
+        """An unproposed neighbour of the first anchor that has one (uniformly), else a uniformly
+        random unproposed member, else None (every member has been proposed)."""
+        for near in anchors:
+            fresh = [a for a in self.space.neighbours(near) if a not in self.proposed]
+            if fresh:
+                return fresh[int(self.rng.integers(len(fresh)))]
         size = self.space.size
         if len(self.proposed) >= size:
             return None

@@ -40,6 +40,8 @@ class _Evolution(Strategy):
         self.population: deque[tuple[Hashable, float]] = deque()
         self.num_children = 0  # proposals made by mutation
         self._last_was_child = False
+        self._discarded_child = False
+        self._last_parent: Hashable | None = None
 
     def _tournament_parent(self) -> Hashable:
         """Best of ``sample_size`` members drawn uniformly (ties: first drawn)."""
@@ -61,14 +63,24 @@ class _Evolution(Strategy):
         child = self._mutate(parent)
         self.num_children += 1
         self._last_was_child = True
+        self._last_parent = parent
         return child
 
+    def _substitute_anchors(self, arch: Hashable) -> tuple[Hashable, ...]:
+        # a repeated child is replaced by another child of its parent, else by a neighbour of it
+        return (self._last_parent, arch) if self._last_was_child else (arch,)
+
     def _discard(self, arch: Hashable) -> None:
+        self._discarded_child = self._last_was_child
         if self._last_was_child:
             self.num_children -= 1
         known = self.proposed.get(arch)
         if known is not None:
             self._join(arch, known)
+
+    def _adopt(self, arch: Hashable) -> None:
+        if self._discarded_child:  # an unproposed neighbour of a repeated child: a child too
+            self.num_children += 1
 
     def _on_result(self, trial_id: int, arch: Hashable, score: float) -> None:
         self._join(arch, score)

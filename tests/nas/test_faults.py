@@ -50,7 +50,8 @@ def wait_until_mid_search(driver: subprocess.Popen[bytes], reaper: Reaper, run_d
         journal = read_journal(run_dir)
         done = {e["trial"] for e in events(journal, "result")}
         pending = {e["trial"] for e in events(journal, "propose")} - done
-        if 1 <= len(done) < trials and pending:
+        checkpointed = {e["trial"] for e in events(journal, "checkpoint")} & pending
+        if 1 <= len(done) < trials and checkpointed:  # a running trial has a checkpoint to continue from
             return
         assert driver.poll() is None, f"the search ended (rc {driver.returncode}) too early:\n{log.read_text()}"
         assert time.monotonic() < deadline, f"no mid-search point within 180 s:\n{log.read_text()}"
@@ -87,6 +88,8 @@ def test_a_signal_stops_the_search_gracefully_and_a_rerun_resumes(tmp_path: Path
     assert not survivors, f"processes of the stopped search survived: {survivors}"
     stopped = read_journal(run_dir)
     one_result_per_trial(stopped)
+    done_at_stop = {e["trial"] for e in events(stopped, "result")}
+    checkpointed = {e["trial"]: e["epoch"] for e in events(stopped, "checkpoint") if e["trial"] not in done_at_stop}
 
     resumed = run_nas(argv, env)
     assert resumed.returncode == 0, resumed.stdout
@@ -94,6 +97,10 @@ def test_a_signal_stops_the_search_gracefully_and_a_rerun_resumes(tmp_path: Path
     assert journal[: len(stopped)] == stopped, "resuming rewrote journal events"
     results = one_result_per_trial(journal)
     assert sorted(results) == list(range(6)) and all(r["status"] == "ok" for r in results.values())
+    assert checkpointed, "no trial was stopped with a checkpoint"
+    for trial, epoch in checkpointed.items():  # a trial running at the stop continues after its checkpoint
+        after = [e["epoch"] for e in events(journal[len(stopped):], "checkpoint") if e["trial"] == trial]
+        assert after and after[0] == (epoch + 1 if epoch < 6 else 1), (trial, epoch, after)
     if signum == signal.SIGTERM:
         return
 

@@ -209,7 +209,8 @@ def test_sequential_fill_then_only_children() -> None:
     strategy = RegularizedEvolution(space, population_size=6, sample_size=3, seed=1)
     for i in range(30):
         p = strategy.ask()
-        assert (space.samples, space.mutations) == ((i + 1, 0) if i < 6 else (6, i - 5))
+        assert space.samples == min(i + 1, 6) and strategy.num_children == max(i - 5, 0)
+        assert space.mutations >= strategy.num_children  # a repeated child is mutated again
         strategy.tell(p.trial_id, score_of(p.arch))
     assert len(strategy.population) == 6
 
@@ -220,9 +221,11 @@ def test_children_are_one_mutation_of_the_tournament_winner() -> None:
     strategy = RegularizedEvolution(SPACE, population_size=5, sample_size=5, seed=2)
     scores = [3.0, 1.0, 9.0, 4.0, 2.0]
     strategy.population = deque((uniform_arch(k), s) for k, s in enumerate(scores))
-    children = [strategy.ask().arch for _ in range(60)]
-    assert all(distance(child, uniform_arch(2)) == 1 for child in children)
-    assert len(set(children)) > 10  # different edges and ops get mutated
+    children = [strategy.ask().arch for _ in range(24)]
+    neighbours = set(SPACE.neighbours(uniform_arch(2)))
+    assert set(children) == neighbours and len(neighbours) == 24  # each one-mutation child once: no repeats
+    beyond = strategy.ask().arch  # every neighbour proposed: an unproposed neighbour of a repeated child
+    assert distance(beyond, uniform_arch(2)) == 2
 
 
 def test_tournament_with_replacement_can_miss_the_best() -> None:
@@ -230,12 +233,12 @@ def test_tournament_with_replacement_can_miss_the_best() -> None:
     strategy = RegularizedEvolution(SPACE, population_size=5, sample_size=5, seed=2, tournament_replacement=True)
     strategy.population = deque((uniform_arch(k), s) for k, s in enumerate([3.0, 1.0, 9.0, 4.0, 2.0]))
     parents = []
-    for _ in range(60):
+    for _ in range(30):  # 5 x 24 distinct children exist: no substitute is needed this early
         child = strategy.ask().arch
         (parent,) = [k for k in range(5) if distance(child, uniform_arch(k)) == 1]
         parents.append(parent)
     counts = Counter(parents)
-    assert 25 < counts[2] < 60 and set(counts) - {2}
+    assert 12 < counts[2] < 30 and set(counts) - {2}
 
 
 def test_tournament_picks_best_of_the_sample_first_on_ties() -> None:
@@ -330,21 +333,25 @@ def test_mutations_for_round_values() -> None:
 
 def test_annealed_children_mutated_per_schedule() -> None:
     class Recording(AnnealedEvolution):
-        def _tournament_parent(self) -> Hashable:
-            self.parents.append(super()._tournament_parent())
-            return self.parents[-1]
+        def _mutate(self, parent: Hashable) -> Hashable:
+            before = self.space.mutations
+            child = super()._mutate(parent)
+            self.made.append((parent, child, self.space.mutations - before))
+            return child
 
     space = CountingSpace()
     strategy = Recording(space, initial_mutations=4, rounds_per_step=5, population_size=5, sample_size=2, seed=3)
-    strategy.parents = []
+    strategy.made = []
     strategy.population = deque((uniform_arch(k), float(k)) for k in range(5))
     distances = []
     for i in range(40):
-        before = space.mutations
+        assert strategy.num_children == i  # only children actually proposed advance the schedule
         child = strategy.ask().arch
+        parent, made, mutations = strategy.made[-1]
+        assert made == child, "a child proposal is the last one mutated (repeats are mutated again)"
         k = strategy.mutations_for_round(i)
-        assert space.mutations - before == k  # round i mutates max(ceil(d - i/r), 1) times
-        distances.append(distance(child, strategy.parents[i]))
+        assert mutations == k  # round i mutates max(ceil(d - i/r), 1) times
+        distances.append(distance(child, parent))
         assert distances[-1] <= k
     assert max(distances[:5]) == 4  # early children do differ in up to d variables
     assert all(dist == 1 for dist in distances[15:])  # after (d-1)*r rounds: one mutation
