@@ -76,6 +76,9 @@ class Experiment:
     ``objective``: an :class:`~nas.objective.Objective` or its fields as a mapping.
     ``resources``: ``{"cpu": 1, "gpu": 0.5}`` per trial; ``address``: a Ray cluster ("auto" or
     host:port; default: an embedded local Ray). ``callbacks``: Ray Tune callbacks (loggers).
+    ``storage``: where trials' checkpoints go (a path every node sees, or ``s3://...``; default
+    ``RUN/tune``); ``max_retries``: runs of a trial again after its worker died (default 2);
+    ``trial_timeout``: seconds before a still-running trial is ended as failed.
     ``benchmark="nb201"`` with ``table=PATH``: table lookups under the NAS-Bench-201 protocol.
     Other keyword arguments are configuration keys (``scheduler``, ``time_budget``, ``space_options``).
     """
