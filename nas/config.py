@@ -260,7 +260,7 @@ def _strategy_options(name: str, given: dict[str, Any]) -> dict[str, Any]:
     """Every constructor option of strategy ``name``: its defaults, overridden by ``given``."""
     cls = STRATEGIES[name]
     params = {p.name: p for p in inspect.signature(cls.__init__).parameters.values()
-              if p.name not in ("self", "space", "seed") and p.kind is p.POSITIONAL_OR_KEYWORD}
+              if p.name not in ("self", "space", "seed", "num_objectives") and p.kind is p.POSITIONAL_OR_KEYWORD}
     unknown = sorted(set(given) - set(params))
     if unknown:
         raise ConfigError(f"strategy {name!r} has no option(s) {unknown}; its options are {sorted(params)}")

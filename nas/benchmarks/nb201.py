@@ -5,23 +5,36 @@ validation accuracy (``valid_acc_12ep``) of each queried cell and is charged its
 12-epoch training time (``train_seconds_200ep * 12 / 200``) against a budget (12,000 s); it stops
 before the query that would exceed the budget. The reported figure is the 200-epoch test
 accuracy (``test_acc``) of the returned architecture: the best by search-time fitness.
+
+Multi-objective (``objectives``: two or more :class:`~nas.objective.Criterion` naming columns of
+the table, e.g. ``valid_acc_12ep`` and ``latency_pixel3_ms``): each query's fitness is the
+vector of those columns, signed so each is maximised; the result holds the Pareto front of the
+queried cells (:attr:`ProtocolResult.front`). Objective columns: :meth:`NB201Table.objective_columns`
+(the accuracies used in search, ``params_m``, ``flops_m`` and every ``latency_*`` column present);
+``test_acc`` is what a search reports, never what it optimises.
 """
 
 from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from nas.objective import Criterion
+from nas.pareto import non_dominated
 from nas.strategies.base import Strategy
 from search_spaces.errors import InputError
 from search_spaces.spaces.nb201 import NB201Arch, NB201Space, parse_arch_string
 
 REQUIRED_COLUMNS = ("index", "arch", "valid_acc", "valid_acc_12ep", "test_acc", "train_seconds_200ep")
+COST_COLUMNS = ("params_m", "flops_m")  # optional, like the latency_*_ms columns
+REPORTED_ONLY = ("test_acc",)
+"""Columns a search reports but must not optimise (the test set)."""
 PROTOCOL_EPOCHS = 12
 FULL_EPOCHS = 200
 
@@ -61,6 +74,9 @@ class NB201Table:
                     found = _bounded(str(reader.fieldnames), 120)
                     raise TableError(f"{self.path}: not a NAS-Bench-201 table: missing column(s) {missing}; found "
                                      f"{found}")
+                for name in reader.fieldnames or []:
+                    if name in COST_COLUMNS or (name.startswith("latency_") and name not in rows):
+                        rows[name] = []
                 for line, row in enumerate(reader, start=2):
                     try:
                         self.archs.append(parse_arch_string(row["arch"]))
@@ -83,6 +99,9 @@ class NB201Table:
         self.valid_acc_12ep = np.asarray(rows["valid_acc_12ep"])
         self.test_acc = np.asarray(rows["test_acc"])
         self.cost_12ep = np.asarray(rows["train_seconds_200ep"]) * PROTOCOL_EPOCHS / FULL_EPOCHS
+        self.columns: dict[str, np.ndarray] = {
+            name: np.asarray(values, dtype=np.float64) for name, values in rows.items()
+            if name not in ("index", "train_seconds_200ep")}
         self.row_of = {arch: i for i, arch in enumerate(self.archs)}
         if len(self.row_of) != len(self.archs):
             first_row: dict[NB201Arch, int] = {}
@@ -118,10 +137,29 @@ class NB201Table:
     def best_test_acc(self) -> float:
         return float(self.test_acc.max())
 
+    def objective_columns(self) -> tuple[str, ...]:
+        """Columns a search may optimise: the search accuracies and every cost column present."""
+        return tuple(name for name in self.columns if name not in REPORTED_ONLY)
+
+    def column(self, name: str) -> np.ndarray:
+        """Values (one per row) of objective column ``name``; TableError naming the choices."""
+        if name in REPORTED_ONLY:
+            raise TableError(f"{name} is what a NAS-Bench-201 search reports (the test set), not an objective: "
+                             f"optimise one of {list(self.objective_columns())}")
+        if name not in self.columns:
+            raise TableError(f"{self.path} has no column {name!r} to optimise; its objective columns are "
+                             f"{list(self.objective_columns())}")
+        return self.columns[name]
+
+    def fitness(self, criteria: Sequence[Criterion]) -> np.ndarray:
+        """(rows, objectives): each row's objective values, signed so that each is maximised."""
+        return np.stack([self.column(c.name) * (1.0 if c.maximise else -1.0) for c in criteria], axis=1)
+
 
 @dataclass
 class ProtocolResult:
-    """One search run: the returned cell, its accuracies, queries made, simulated time spent."""
+    """One search run: the returned cell (the best by the first objective), its accuracies, queries
+    made, simulated time spent; multi-objective, the Pareto front of the queried cells."""
 
     best_arch: NB201Arch
     best_valid_12ep: float
@@ -129,31 +167,43 @@ class ProtocolResult:
     queries: int
     seconds: float
     best_test_by_query: list[float] = field(default_factory=list)  # incumbent's test acc after each query
+    queried_rows: list[int] = field(default_factory=list)  # the table row of each query, in order
+    front: list[int] = field(default_factory=list)  # multi-objective: rows of the queried Pareto front
 
 
-def run_protocol(ask: Callable[[], tuple[int, NB201Arch] | None], tell: Callable[[int, float], object],
+DEFAULT_CRITERIA = (Criterion("valid_acc_12ep", True),)
+"""The protocol's fitness: the 12-epoch validation accuracy, maximised."""
+
+
+def run_protocol(ask: Callable[[], tuple[int, NB201Arch] | None], tell: Callable[[int, Any], object],
                  table: NB201Table, time_budget: float = 12_000.0, max_queries: int | None = None,
-                 done: Iterable[NB201Arch] = ()) -> ProtocolResult:
+                 done: Iterable[NB201Arch] = (), criteria: Sequence[Criterion] = DEFAULT_CRITERIA) -> ProtocolResult:
     """The benchmark's protocol for any ask/tell pair (a strategy, or a journaled :class:`SearchRun`).
 
     ``ask() -> (trial_id, arch)`` (None: nothing left to propose); every query is charged its
     simulated 12-epoch cost, repeated architectures included, as in NB201's R_EA. Stops before
     the query that would exceed ``time_budget`` (or after ``max_queries``). ``done``: archs already
     queried by a resumed run, in order; they are charged again without being asked or told.
+    ``criteria``: the fitness columns; ``tell`` gets a float (one) or a tuple of the signed values
+    (two or more). The incumbent is the best by the first one.
     """
     spent, queries = 0.0, 0
-    incumbent: tuple[int, float] | None = None  # (row, valid_12ep)
+    fitness = table.fitness(criteria)  # (rows, objectives), maximised
+    multi = len(criteria) > 1
+    incumbent: tuple[int, float] | None = None  # (row, first objective, signed)
     trace: list[float] = []
+    rows: list[int] = []
 
-    def charge(row: int) -> float:
+    def charge(row: int) -> Any:
         nonlocal spent, queries, incumbent
         spent += float(table.cost_12ep[row])
         queries += 1
-        score = float(table.valid_acc_12ep[row])
-        if incumbent is None or score > incumbent[1]:
-            incumbent = (row, score)
+        rows.append(row)
+        first = float(fitness[row, 0])
+        if incumbent is None or first > incumbent[1]:
+            incumbent = (row, first)
         trace.append(float(table.test_acc[incumbent[0]]))
-        return score
+        return tuple(float(v) for v in fitness[row]) if multi else first
 
     for arch in done:
         charge(table.row(arch))
@@ -168,9 +218,12 @@ def run_protocol(ask: Callable[[], tuple[int, NB201Arch] | None], tell: Callable
         tell(trial, charge(row))
     if incumbent is None:
         raise InputError(f"time budget {time_budget} s is smaller than the cost of the first query")
-    return ProtocolResult(best_arch=table.archs[incumbent[0]], best_valid_12ep=incumbent[1],
-                          test_acc=float(table.test_acc[incumbent[0]]), queries=queries, seconds=spent,
-                          best_test_by_query=trace)
+    distinct = sorted(set(rows))
+    front = [r for r, keep in zip(distinct, non_dominated(fitness[distinct]), strict=True) if keep] if multi else []
+    best = incumbent[0]
+    return ProtocolResult(best_arch=table.archs[best], best_valid_12ep=float(table.valid_acc_12ep[best]),
+                          test_acc=float(table.test_acc[best]), queries=queries, seconds=spent,
+                          best_test_by_query=trace, queried_rows=rows, front=front)
 
 
 def strategy_ask_tell(strategy: Strategy) -> tuple[Callable[[], tuple[int, NB201Arch]], Callable[[int, float], None]]:

@@ -29,18 +29,25 @@ Contract (the engine, benchmark mode and tests rely on exactly this):
   exactly where it stopped, including proposals that were asked but not yet told.
 * ``best`` is the best full-budget (architecture, score) told so far, by score (first
   occurrence on ties).
+* Multi-objective (``num_objectives`` k >= 2, only for strategies whose class sets
+  ``multi_objective = True``): ``score`` is a sequence of k floats, EACH MAXIMISED (the engine
+  negates minimised objectives); a failure is None or any non-finite component. ``best`` is
+  then the lexicographic maximum (first objective first) and :meth:`Strategy.pareto_front` the
+  told full-budget members no other one dominates. Everything else above holds unchanged.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from abc import ABC, abstractmethod
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 
+from nas.pareto import non_dominated
 from search_spaces.errors import InputError
 from search_spaces.spaces.base import SearchSpace
 
@@ -55,8 +62,17 @@ class Proposal:
     arch: Hashable
 
 
-def is_failure(score: float | None) -> bool:
-    return score is None or not math.isfinite(score)
+Score: TypeAlias = float | tuple[float, ...]
+"""A told result: a float, or one float per objective (multi-objective; each maximised)."""
+
+
+def is_failure(score: float | Sequence[float] | None) -> bool:
+    """A failed trial's score: None, NaN, +-inf, or a vector with any such component."""
+    if score is None:
+        return True
+    if isinstance(score, numbers.Real):
+        return not math.isfinite(score)
+    return any(v is None or not math.isfinite(v) for v in score)
 
 
 class Strategy(ABC):
@@ -65,8 +81,16 @@ class Strategy(ABC):
     name: str = ""
     max_redraws: int = 10
     """How often a repeated proposal is redrawn from the strategy before a substitute is chosen."""
+    multi_objective: bool = False
+    """Whether the strategy has a multi-objective form (accepts ``num_objectives`` >= 2)."""
 
-    def __init__(self, space: SearchSpace, seed: int = 0) -> None:
+    def __init__(self, space: SearchSpace, seed: int = 0, num_objectives: int = 1) -> None:
+        if isinstance(num_objectives, bool) or not isinstance(num_objectives, int) or num_objectives < 1:
+            raise InputError(f"num_objectives must be an integer >= 1, got {num_objectives!r}")
+        if num_objectives > 1 and not self.multi_objective:
+            raise InputError(f"strategy {self.name or type(self).__name__!r} is single-objective; it cannot search "
+                             f"{num_objectives} objectives (a strategy with multi_objective = True can)")
+        self.num_objectives = num_objectives
         self.space = space
         self.seed = seed
         self.rng = np.random.default_rng(seed)
@@ -74,9 +98,9 @@ class Strategy(ABC):
         self.pending: dict[int, Hashable] = {}
         self.num_told = 0
         self.num_failed = 0
-        self.best: tuple[Hashable, float] | None = None
+        self.best: tuple[Hashable, Score] | None = None
         # every member proposed in this run -> its full-budget score (None: pending, failed or partial)
-        self.proposed: dict[Hashable, float | None] = {}
+        self.proposed: dict[Hashable, Score | None] = {}
         self.num_redraws = 0  # repeated proposals rejected (redrawn or substituted)
         self.num_repeats = 0  # repeats returned because every member had been proposed
         self.num_partial = 0  # results told at less than the full budget
@@ -105,25 +129,49 @@ class Strategy(ABC):
         self.next_id += 1
         return proposal
 
-    def tell(self, trial_id: int, score: float | None, budget: float | None = None) -> None:
+    @property
+    def multi(self) -> bool:
+        return self.num_objectives > 1
+
+    def tell(self, trial_id: int, score: float | Sequence[float] | None, budget: float | None = None) -> None:
         if trial_id not in self.pending:
             raise KeyError(f"trial {trial_id} was not proposed or was already told")
+        value = None if is_failure(score) else self._score(score)  # checked before anything changes
         arch = self.pending.pop(trial_id)
         self.num_told += 1
-        if is_failure(score):
+        if value is None:
             self.num_failed += 1
             self._on_failure(trial_id, arch)
             return
-        assert score is not None
         if budget is not None:
             self.num_partial += 1
-            self._on_partial(trial_id, arch, float(score), float(budget))
+            self._on_partial(trial_id, arch, value, float(budget))
             return
         if self.proposed.get(arch) is None:
-            self.proposed[arch] = float(score)
-        if self.best is None or score > self.best[1]:
-            self.best = (arch, float(score))
-        self._on_result(trial_id, arch, float(score))
+            self.proposed[arch] = value
+        if self.best is None or value > self.best[1]:  # type: ignore[operator]
+            self.best = (arch, value)
+        self._on_result(trial_id, arch, value)
+
+    def _score(self, score: Any) -> Score:
+        """A told score in this strategy's form: a float, or a tuple of ``num_objectives`` floats."""
+        if not self.multi:
+            if isinstance(score, numbers.Real) and not isinstance(score, bool):
+                return float(score)
+            raise InputError(f"strategy {self.name!r} searches one objective: tell a float, got {score!r}")
+        if isinstance(score, numbers.Real) or len(score) != self.num_objectives:
+            raise InputError(f"strategy {self.name!r} searches {self.num_objectives} objectives: tell one value per "
+                             f"objective, got {score!r}")
+        return tuple(float(v) for v in score)
+
+    def pareto_front(self) -> list[tuple[Hashable, Score]]:
+        """The told full-budget members no other told member dominates, in tell order (single
+        objective: the best ones)."""
+        told = [(a, s) for a, s in self.proposed.items() if s is not None]
+        if not told:
+            return []
+        values = np.array([s if self.multi else (s,) for _, s in told], dtype=np.float64)
+        return [m for m, keep in zip(told, non_dominated(values), strict=True) if keep]
 
     @abstractmethod
     def _propose(self) -> Hashable:
@@ -137,10 +185,10 @@ class Strategy(ABC):
         """``ask`` returns ``arch`` in place of the strategy's own (repeated) proposal; a strategy that
         books its proposals books this one (default: nothing)."""
 
-    def _on_result(self, trial_id: int, arch: Hashable, score: float) -> None:
-        """A successful trial's full-budget score (called by tell)."""
+    def _on_result(self, trial_id: int, arch: Hashable, score: Score) -> None:
+        """A successful trial's full-budget score (called by tell; a tuple when multi-objective)."""
 
-    def _on_partial(self, trial_id: int, arch: Hashable, score: float, budget: float) -> None:
+    def _on_partial(self, trial_id: int, arch: Hashable, score: Score, budget: float) -> None:
         """A trial stopped early after ``budget`` units with a low-fidelity ``score`` (default: nothing)."""
 
     def _on_failure(self, trial_id: int, arch: Hashable) -> None:
@@ -190,13 +238,14 @@ class Strategy(ABC):
         state: dict[str, Any] = {
             "strategy": self.name,
             "seed": self.seed,
+            "num_objectives": self.num_objectives,
             "rng": self.rng.bit_generator.state,
             "next_id": self.next_id,
             "pending": [[tid, self._arch_json(a)] for tid, a in self.pending.items()],
             "num_told": self.num_told,
             "num_failed": self.num_failed,
-            "best": None if self.best is None else [self._arch_json(self.best[0]), self.best[1]],
-            "proposed": [[self._arch_json(a), s] for a, s in self.proposed.items()],
+            "best": None if self.best is None else [self._arch_json(self.best[0]), score_to_json(self.best[1])],
+            "proposed": [[self._arch_json(a), score_to_json(s)] for a, s in self.proposed.items()],
             "counts": {"redraws": self.num_redraws, "repeats": self.num_repeats, "partial": self.num_partial},
         }
         state.update(self._extra_state())
@@ -205,6 +254,9 @@ class Strategy(ABC):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("strategy") != self.name:
             raise InputError(f"state is for strategy {state.get('strategy')!r}, not {self.name!r}")
+        if int(state.get("num_objectives", 1)) != self.num_objectives:
+            raise InputError(f"state is for {state.get('num_objectives', 1)} objective(s), this strategy searches "
+                             f"{self.num_objectives}")
         self.seed = state["seed"]
         self.rng = np.random.default_rng()
         self.rng.bit_generator.state = state["rng"]
@@ -213,9 +265,10 @@ class Strategy(ABC):
         self.num_told = state["num_told"]
         self.num_failed = state["num_failed"]
         best = state["best"]
-        self.best = None if best is None else (self._arch_from_json(best[0]), float(best[1]))
+        self.best = None if best is None else (self._arch_from_json(best[0]), self._score(best[1]))
         # states written before the no-repeat contract lack these: the pending ones are known
-        self.proposed = {self._arch_from_json(a): None if s is None else float(s) for a, s in state.get("proposed", [])}
+        self.proposed = {self._arch_from_json(a): None if s is None else self._score(s)
+                         for a, s in state.get("proposed", [])}
         for arch in self.pending.values():
             self.proposed.setdefault(arch, None)
         counts = state.get("counts", {})
@@ -229,6 +282,11 @@ class Strategy(ABC):
 
     def _load_extra_state(self, state: dict[str, Any]) -> None:
         pass
+
+
+def score_to_json(score: Score | None) -> float | list[float] | None:
+    """A score as JSON data (a vector as a list)."""
+    return list(score) if isinstance(score, tuple) else score
 
 
 def _rank(x: np.ndarray, cards: list[int]) -> int:

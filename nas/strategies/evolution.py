@@ -9,6 +9,15 @@ keeps a good member alive in aging evolution), and the tournament and mutation r
 annealed schedule counts only children actually proposed. A result told at less than the
 full budget (a trial stopped early by ASHA) never joins the population: a low-fidelity score
 would compete with full-budget ones as if final; the member only counts as proposed.
+
+Multi-objective (``num_objectives`` >= 2): members are ranked by NSGA-II's crowded comparison
+(non-dominated rank first, then crowding distance, larger is better), so a tournament picks the
+member of the best front and, within it, the least crowded one. Aging evolution still removes the
+oldest member (the regularisation that defines it), but its tournaments draw from the population
+together with the Pareto front of everything told so far: with aging alone (Syne Tune's
+multi-objective regularized evolution) front members age out and the front is searched no better
+than at random (the planted-front conformance check fails); the front keeps it elitist. The
+annealed variant removes the worst member by the crowded order, so its population stays elitist.
 """
 
 from __future__ import annotations
@@ -18,7 +27,8 @@ from collections import deque
 from collections.abc import Hashable
 from typing import Any
 
-from nas.strategies.base import Strategy
+from nas.pareto import crowded_order_keys
+from nas.strategies.base import Score, Strategy
 from search_spaces.errors import InputError
 from search_spaces.spaces.base import SearchSpace
 
@@ -26,9 +36,11 @@ from search_spaces.spaces.base import SearchSpace
 class _Evolution(Strategy):
     """Population bookkeeping shared by both variants: entries are (arch, score) in join order."""
 
+    multi_objective = True
+
     def __init__(self, space: SearchSpace, population_size: int, sample_size: int, seed: int = 0,
-                 tournament_replacement: bool = False) -> None:
-        super().__init__(space, seed)
+                 tournament_replacement: bool = False, num_objectives: int = 1) -> None:
+        super().__init__(space, seed, num_objectives)
         if population_size < 1 or not 1 <= sample_size:
             raise InputError(f"need population_size >= 1 and sample_size >= 1, got {population_size}, {sample_size}")
         if sample_size > population_size and not tournament_replacement:
@@ -37,14 +49,17 @@ class _Evolution(Strategy):
         self.population_size = population_size
         self.sample_size = sample_size
         self.tournament_replacement = tournament_replacement
-        self.population: deque[tuple[Hashable, float]] = deque()
+        self.population: deque[tuple[Hashable, Score]] = deque()
         self.num_children = 0  # proposals made by mutation
         self._last_was_child = False
         self._discarded_child = False
         self._last_parent: Hashable | None = None
 
     def _tournament_parent(self) -> Hashable:
-        """Best of ``sample_size`` members drawn uniformly (ties: first drawn)."""
+        """Best of ``sample_size`` members drawn uniformly (ties: first drawn); multi-objective: the
+        first in the crowded-comparison order of the tournament pool."""
+        if self.multi:
+            return self._crowded_tournament()
         n = len(self.population)
         if self.tournament_replacement:
             picks = self.rng.integers(n, size=self.sample_size)
@@ -52,6 +67,20 @@ class _Evolution(Strategy):
             picks = self.rng.permutation(n)[: min(self.sample_size, n)]
         members = [self.population[int(i)] for i in picks]
         return max(members, key=lambda m: m[1])[0]
+
+    def _tournament_pool(self) -> list[tuple[Hashable, Score]]:
+        """Multi-objective: the members a tournament draws from (default: the population)."""
+        return list(self.population)
+
+    def _crowded_tournament(self) -> Hashable:
+        """The first, in the crowded-comparison order, of ``sample_size`` members of the pool drawn uniformly."""
+        pool = self._tournament_pool()
+        keys = crowded_order_keys([s for _, s in pool])
+        if self.tournament_replacement:
+            picks = self.rng.integers(len(pool), size=self.sample_size)
+        else:
+            picks = self.rng.permutation(len(pool))[: min(self.sample_size, len(pool))]
+        return pool[int(min(picks, key=lambda i: keys[int(i)]))][0]
 
     def _propose(self) -> Hashable:
         # random initialisation until the population plus everything in flight covers P;
@@ -82,10 +111,10 @@ class _Evolution(Strategy):
         if self._discarded_child:  # an unproposed neighbour of a repeated child: a child too
             self.num_children += 1
 
-    def _on_result(self, trial_id: int, arch: Hashable, score: float) -> None:
+    def _on_result(self, trial_id: int, arch: Hashable, score: Score) -> None:
         self._join(arch, score)
 
-    def _join(self, arch: Hashable, score: float) -> None:
+    def _join(self, arch: Hashable, score: Score) -> None:
         """A member with its score joins the population (each variant removes one its own way)."""
         raise NotImplementedError
 
@@ -93,11 +122,12 @@ class _Evolution(Strategy):
         return self.space.mutate(parent, self.rng)
 
     def _extra_state(self) -> dict[str, Any]:
-        return {"population": [[self._arch_json(a), s] for a, s in self.population],
+        return {"population": [[self._arch_json(a), list(s) if isinstance(s, tuple) else s]
+                               for a, s in self.population],
                 "num_children": self.num_children}
 
     def _load_extra_state(self, state: dict[str, Any]) -> None:
-        self.population = deque((self._arch_from_json(a), float(s)) for a, s in state["population"])
+        self.population = deque((self._arch_from_json(a), self._score(s)) for a, s in state["population"])
         self.num_children = state["num_children"]
 
 
@@ -114,15 +144,19 @@ class RegularizedEvolution(_Evolution):
     name = "evolution"
 
     def __init__(self, space: SearchSpace, population_size: int = 10, sample_size: int = 3, seed: int = 0,
-                 tournament_replacement: bool = False) -> None:
+                 tournament_replacement: bool = False, num_objectives: int = 1) -> None:
         # defaults sized for budgets of tens to hundreds of trials (NAS-Bench-201's R_EA: P=10, S=3);
         # the paper's P=100, S=25 need thousands
-        super().__init__(space, population_size, sample_size, seed, tournament_replacement)
+        super().__init__(space, population_size, sample_size, seed, tournament_replacement, num_objectives)
 
-    def _join(self, arch: Hashable, score: float) -> None:
+    def _join(self, arch: Hashable, score: Score) -> None:
         self.population.append((arch, score))
         while len(self.population) > self.population_size:
             self.population.popleft()  # aging: remove the oldest
+
+    def _tournament_pool(self) -> list[tuple[Hashable, Score]]:
+        in_population = {a for a, _ in self.population}
+        return list(self.population) + [m for m in self.pareto_front() if m[0] not in in_population]
 
 
 class AnnealedEvolution(_Evolution):
@@ -137,10 +171,10 @@ class AnnealedEvolution(_Evolution):
 
     def __init__(self, space: SearchSpace, initial_mutations: int = 3, rounds_per_step: int = 10,
                  population_size: int = 10, sample_size: int = 3, seed: int = 0,
-                 tournament_replacement: bool = False) -> None:
+                 tournament_replacement: bool = False, num_objectives: int = 1) -> None:
         if initial_mutations < 1 or rounds_per_step < 1:
             raise InputError("initial_mutations and rounds_per_step must be >= 1")
-        super().__init__(space, population_size, sample_size, seed, tournament_replacement)
+        super().__init__(space, population_size, sample_size, seed, tournament_replacement, num_objectives)
         self.initial_mutations = initial_mutations
         self.rounds_per_step = rounds_per_step
 
@@ -153,8 +187,12 @@ class AnnealedEvolution(_Evolution):
             child = self.space.mutate(child, self.rng)
         return child
 
-    def _join(self, arch: Hashable, score: float) -> None:
+    def _join(self, arch: Hashable, score: Score) -> None:
         self.population.append((arch, score))
         while len(self.population) > self.population_size:
-            worst = min(range(len(self.population)), key=lambda k: self.population[k][1])
+            if self.multi:
+                keys = crowded_order_keys([s for _, s in self.population])
+                worst = max(range(len(self.population)), key=lambda k: keys[k])  # first one on ties
+            else:
+                worst = min(range(len(self.population)), key=lambda k: self.population[k][1])
             del self.population[worst]

@@ -9,10 +9,11 @@ from nas.strategies.base import Strategy
 
 
 class RandomSearch(Strategy):
-    """Uniform sampling (``space.sample``) without repeats; full-budget results only update ``best``;
-    early-stopped and failed ones are forgotten."""
+    """Uniform sampling (``space.sample``) without repeats; full-budget results only update ``best``
+    (and the Pareto front, multi-objective); early-stopped and failed ones are forgotten."""
 
     name = "random"
+    multi_objective = True
 
     def _propose(self) -> Hashable:
         return self.space.sample(self.rng)

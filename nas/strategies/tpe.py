@@ -1,144 +1,33 @@
-"""Optuna's TPE sampler behind the ask/tell interface: a strong model-based baseline.
+"""Optuna's TPE sampler: a strong model-based baseline, single- and multi-objective.
 
-Each space variable becomes an Optuna parameter over its value indices: categorical variables as
-``CategoricalDistribution`` (no order), ordinal ones as ``IntDistribution`` (ordered). Proposals
-use Optuna's ask-and-tell API; ``constant_liar`` makes concurrent proposals (asynchronous Ray
-workers) avoid each other. A failed trial is told to Optuna as FAIL, so TPE ignores it. A repeated
-proposal is told at once (its known score, or FAIL) and TPE asked again (see the base contract); a
-trial stopped early is told as PRUNED with its score as the intermediate value at the step
-(epoch) it reached, Optuna's own way of ranking low-fidelity results below full ones.
-
-State: Optuna's study and sampler are not plain data, so ``state_dict`` keeps the ordered log of
-asks and tells; ``load_state_dict`` rebuilds the study from the seed and replays that log, which
-restores the sampler's random state exactly (the same seed and log give the same next proposal).
+``constant_liar`` makes concurrent proposals (asynchronous Ray workers) avoid each other. With
+several objectives Optuna's TPESampler runs its multi-objective form (MOTPE, Ozaki et al. 2020:
+the good/bad split by non-dominated rank and hypervolume contribution). See
+:mod:`nas.strategies.optuna_base` for repeats, failures, early-stopped trials and state.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable
 from typing import Any
 
-from nas.strategies.base import Strategy
+from nas.strategies.optuna_base import OptunaStrategy
 from search_spaces.errors import InputError
 from search_spaces.spaces.base import SearchSpace
 
 
-class OptunaTPE(Strategy):
+class OptunaTPE(OptunaStrategy):
     """TPE (Bergstra et al. 2011) via ``optuna.samplers.TPESampler``; maximises the score."""
 
     name = "tpe"
 
     def __init__(self, space: SearchSpace, seed: int = 0, n_startup_trials: int = 10, multivariate: bool = True,
-                 constant_liar: bool = True) -> None:
-        super().__init__(space, seed)
+                 constant_liar: bool = True, num_objectives: int = 1) -> None:
         if n_startup_trials < 0:
             raise InputError(f"n_startup_trials must be >= 0, got {n_startup_trials}")
-        self.options = {"n_startup_trials": n_startup_trials, "multivariate": multivariate,
-                        "constant_liar": constant_liar}
-        self.log: list[list[Any]] = []  # ["ask"] or ["tell", trial_id, score | None], in order
-        self._new_study()
+        super().__init__(space, seed, num_objectives, n_startup_trials=n_startup_trials, multivariate=multivariate,
+                         constant_liar=constant_liar)
 
-    def _new_study(self) -> None:
+    def _make_sampler(self) -> Any:
         import optuna
-        from optuna.distributions import CategoricalDistribution, IntDistribution
 
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        sampler = optuna.samplers.TPESampler(seed=self.seed, **self.options)
-        self.study = optuna.create_study(direction="maximize", sampler=sampler)
-        self.distributions = {
-            v.name: IntDistribution(0, v.cardinality - 1) if v.ordinal
-            else CategoricalDistribution(list(range(v.cardinality)))
-            for v in self.space.variables
-        }
-        self.optuna_trials: dict[int, Any] = {}
-
-    def _propose(self) -> Hashable:
-        trial = self.study.ask(self.distributions)
-        self.optuna_trials[self.next_id] = trial  # the id ask gives it (a discarded repeat is replaced)
-        self.log.append(["ask"])
-        return self.space.decode([trial.params[v.name] for v in self.space.variables])
-
-    def _discard(self, arch: Hashable) -> None:
-        """A repeated proposal is told without spending a trial: the known full-budget score when
-        there is one (Optuna's usual answer to a duplicate), else FAIL (pending, failed, early-stopped)."""
-        from optuna.trial import TrialState
-
-        trial = self.optuna_trials.pop(self.next_id)
-        known = self.proposed.get(arch)
-        if known is None:
-            self.study.tell(trial, state=TrialState.FAIL)
-        else:
-            self.study.tell(trial, known)
-        self.log.append(["tell", trial.number, known])
-
-    def _adopt(self, arch: Hashable) -> None:
-        """The substitute for a repeat becomes an Optuna trial with fixed parameters (``enqueue_trial``)."""
-        params = {v.name: int(i) for v, i in zip(self.space.variables, self.space.encode(arch), strict=True)}
-        self.study.enqueue_trial(params)
-        self.optuna_trials[self.next_id] = self.study.ask(self.distributions)
-        self.log += [["enqueue", params], ["ask"]]
-
-    def _on_result(self, trial_id: int, arch: Hashable, score: float) -> None:
-        trial = self.optuna_trials.pop(trial_id)
-        self.study.tell(trial, score)
-        self.log.append(["tell", trial.number, score])
-
-    def _on_partial(self, trial_id: int, arch: Hashable, score: float, budget: float) -> None:
-        """Optuna's own multi-fidelity: the score is the trial's intermediate value at step ``budget``
-        and the trial is PRUNED, so TPE ranks it below trials that ran to the full budget."""
-        trial = self.optuna_trials.pop(trial_id)
-        step = max(0, round(budget))
-        _tell_pruned(self.study, trial, score, step)
-        self.log.append(["prune", trial.number, score, step])
-
-    def _on_failure(self, trial_id: int, arch: Hashable) -> None:
-        from optuna.trial import TrialState
-
-        trial = self.optuna_trials.pop(trial_id)
-        self.study.tell(trial, state=TrialState.FAIL)
-        self.log.append(["tell", trial.number, None])
-
-    def _extra_state(self) -> dict[str, Any]:
-        return {"options": dict(self.options), "log": [list(entry) for entry in self.log],  # a snapshot
-                "optuna_numbers": {str(tid): t.number for tid, t in self.optuna_trials.items()}}
-
-    def _load_extra_state(self, state: dict[str, Any]) -> None:
-        """Rebuild the study and replay the log (the base class already restored the bookkeeping).
-
-        Log entries: ``["ask"]`` (the next Optuna trial), ``["enqueue", params]`` (the next ask's
-        fixed parameters), ``["tell", number, score | None]`` (None: FAIL) and ``["prune", number,
-        score, step]``; Optuna numbers trials in ask order.
-        """
-        from optuna.trial import TrialState
-
-        self.options = dict(state["options"])
-        self.log = []
-        self._new_study()
-        by_number: dict[int, Any] = {}
-        for entry in state["log"]:
-            if entry[0] == "ask":
-                trial = self.study.ask(self.distributions)
-                by_number[trial.number] = trial
-            elif entry[0] == "enqueue":
-                self.study.enqueue_trial(entry[1])
-            elif entry[0] == "prune":
-                _, number, score, step = entry
-                _tell_pruned(self.study, by_number.pop(number), score, step)
-            else:
-                _, number, score = entry
-                trial = by_number.pop(number)
-                if score is None:
-                    self.study.tell(trial, state=TrialState.FAIL)
-                else:
-                    self.study.tell(trial, score)
-        # states written before repeats were discarded: Optuna numbers equal the trial ids
-        numbers = state.get("optuna_numbers") or {str(tid): tid for tid in self.pending}
-        self.optuna_trials = {int(tid): by_number[int(number)] for tid, number in numbers.items()}
-        self.log = [list(e) for e in state["log"]]
-
-
-def _tell_pruned(study: Any, trial: Any, score: float, step: int) -> None:
-    from optuna.trial import TrialState
-
-    trial.report(score, step)
-    study.tell(trial, state=TrialState.PRUNED)
+        return optuna.samplers.TPESampler(seed=self.seed, **self.options)

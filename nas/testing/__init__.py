@@ -5,6 +5,9 @@ or user-written, must pass (in the style of ``optuna.testing``).
   asynchronous asks, no repeated proposals, failures, early-stopped results, ``best``, seeding,
   ``state_dict`` resume, one-member spaces) and that the strategy finds a planted optimum
   (:class:`PlantedObjective`, :func:`run_planted`).
+* :class:`MultiObjectiveConformance` checks the multi-objective part of that contract (vector
+  tells, failures, the Pareto front, state) and that the strategy searches a planted front
+  better than random search (:class:`PlantedFront`).
 * :class:`SpaceConformance` checks the contract of :mod:`search_spaces.spaces.base` (encoding
   bijection, sampling, neighbours and mutation, JSON, validated graphs with stable hashes).
 
@@ -26,10 +29,11 @@ Class attributes tune the checks (e.g. ``planted_budget``, ``planted_mode``, ``f
 
 import pytest
 
-pytest.register_assert_rewrite("nas.testing.spaces", "nas.testing.strategies")
+pytest.register_assert_rewrite("nas.testing.spaces", "nas.testing.strategies", "nas.testing.multi_objective")
 
+from nas.testing.multi_objective import MultiObjectiveConformance, PlantedFront, run_front  # noqa: E402
 from nas.testing.spaces import IndexSpace, SpaceConformance, assert_member  # noqa: E402
 from nas.testing.strategies import PlantedObjective, PlantedRun, StrategyConformance, run_planted  # noqa: E402
 
-__all__ = ["IndexSpace", "PlantedObjective", "PlantedRun", "SpaceConformance", "StrategyConformance", "assert_member",
-           "run_planted"]
+__all__ = ["IndexSpace", "MultiObjectiveConformance", "PlantedFront", "PlantedObjective", "PlantedRun",
+           "SpaceConformance", "StrategyConformance", "assert_member", "run_front", "run_planted"]

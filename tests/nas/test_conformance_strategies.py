@@ -7,7 +7,15 @@ from typing import Any
 
 import numpy as np
 
-from nas.strategies import STRATEGIES, AnnealedEvolution, Combo, OptunaTPE, RandomSearch, RegularizedEvolution
+from nas.strategies import (
+    STRATEGIES,
+    AnnealedEvolution,
+    Combo,
+    OptunaNSGA2,
+    OptunaTPE,
+    RandomSearch,
+    RegularizedEvolution,
+)
 from nas.strategies.base import Strategy
 from nas.testing import StrategyConformance
 from search_spaces.ir import ArchGraph
@@ -107,6 +115,12 @@ class TestOptunaTPE(StrategyConformance):
     def make_strategy(self, space: SearchSpace, seed: int) -> Strategy:
         return OptunaTPE(space, seed=seed, n_startup_trials=10)
 
+
+class TestOptunaNSGA2(StrategyConformance):
+    planted_budget = 300
+
+    def make_strategy(self, space: SearchSpace, seed: int) -> Strategy:
+        return OptunaNSGA2(space, seed=seed)
 
 
 class TestCombo(StrategyConformance):

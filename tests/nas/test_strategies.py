@@ -92,7 +92,7 @@ class ScriptedRng:
 
 # ---------------------------------------------------------------------------------- the contract
 def test_registry_and_make_strategy() -> None:
-    assert set(STRATEGIES) == {"random", "evolution", "evolution-annealed", "tpe", "combo"}
+    assert set(STRATEGIES) == {"random", "evolution", "evolution-annealed", "tpe", "combo", "nsga2"}
     strategy = make_strategy("evolution", SPACE, seed=3, population_size=4, sample_size=2)
     assert isinstance(strategy, RegularizedEvolution) and strategy.seed == 3 and strategy.population_size == 4
     with pytest.raises(ValueError, match="unknown strategy 'nope'"):
