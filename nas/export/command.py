@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from nas.export.exporter import export
+from nas.export.pretrained import for_export
 from nas.export.weights import load_weights
 from nas.rundir import RunView
 from search_spaces.errors import InputError
@@ -96,6 +97,7 @@ def _architecture(args: argparse.Namespace) -> tuple[ArchGraph, dict[str, torch.
 
 def cmd_export(args: argparse.Namespace) -> int:
     graph, weights, header = _architecture(args)
-    for path in export(graph, args.out, args.format, weights, header, seed=args.seed):
+    normalisation = for_export(graph, args.run, args.model, args.nb201_index is not None)
+    for path in export(graph, args.out, args.format, weights, header, seed=args.seed, normalisation=normalisation):
         print(f"wrote {path}")
     return 0
