@@ -1,10 +1,11 @@
-"""``nas export``: write an architecture as standalone PyTorch source (+ weights), ONNX or TorchScript.
+"""``nas export``: write an architecture as standalone PyTorch source (+ weights), ONNX, a torch.export
+program or TorchScript.
 
 The architecture comes from a run (a trial, or the best), a graph JSON file, a reference model, or
 a NAS-Bench-201 index. Python export writes ``NAME.py`` (only torch imported; timm's model contract,
 with the input normalisation in its ``PRETRAINED_CFG``) and, when weights are known,
-``NAME.safetensors`` with the exported module's parameter names; ONNX and TorchScript are produced
-from the exported module itself and checked against it.
+``NAME.safetensors`` with the exported module's parameter names; ONNX, torch.export (``.pt2``) and
+TorchScript are produced from the exported module itself and checked against it.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from search_spaces.compiler import GraphModule
 from search_spaces.errors import InputError
 from search_spaces.ir import ArchGraph
 
-FORMATS = ("python", "onnx", "torchscript")
-SUFFIXES = {"python": ".py", "onnx": ".onnx", "torchscript": ".pt"}
+FORMATS = ("python", "onnx", "pt2", "torchscript")
+SUFFIXES = {"python": ".py", "onnx": ".onnx", "pt2": ".pt2", "torchscript": ".pt"}
 
 
 def class_name_for(stem: str) -> str:
@@ -132,6 +133,11 @@ def export(graph: ArchGraph, out: str | Path, fmt: str = "python", weights: dict
 
         export_onnx(model, compiled.input_shape, out)
         check_onnx(out, compiled, compiled.input_shape)
+        written.append(out)
+    elif fmt == "pt2":
+        from nas.export.formats import export_pt2
+
+        export_pt2(model, compiled.input_shape, out)
         written.append(out)
     else:
         from nas.export.formats import export_torchscript

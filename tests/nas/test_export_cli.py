@@ -53,6 +53,12 @@ def test_a_runs_export_records_its_datasets_normalisation(tmp_path: Path) -> Non
     assert model(torch.randn(2, 1, 8, 8)).shape == (2, 4)
 
 
+def test_torchscript_is_marked_deprecated(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["export", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "torchscript is deprecated in torch, prefer pt2" in text and "pt2: torch.export" in text
+
 
 def test_trial_without_weights_is_exported_with_seed_initialisation(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
@@ -76,8 +82,8 @@ def test_untrained_export_is_refused_with_the_reason(tmp_path: Path, capsys: pyt
     assert "trial 0" in message and "no trained weights" in message
 
 
-@pytest.mark.parametrize("fmt, suffix", [("onnx", ".onnx"), ("torchscript", ".pt")])
-def test_reference_model_to_onnx_and_torchscript(tmp_path: Path, fmt: str, suffix: str) -> None:
+@pytest.mark.parametrize("fmt, suffix", [("onnx", ".onnx"), ("pt2", ".pt2"), ("torchscript", ".pt")])
+def test_reference_model_to_onnx_pt2_and_torchscript(tmp_path: Path, fmt: str, suffix: str) -> None:
     out = tmp_path / f"r18{suffix}"
     assert main(["export", "--model", "resnet18", "--num-classes", "5", "--img-size", "32", "--format", fmt,
                  "--out", str(out)]) == 0
