@@ -21,7 +21,7 @@
    (``pairs``: an ``nn.ModuleList`` walked as ``s0, s1 = s1, cell(s0, s1)``), whose outputs nothing
    else reads; the arguments that differ become a table the loop runs over. Then **groups**: a run
    of two or more inline units of one tag reading each other in a chain becomes one ``nn.Sequential``.
-5. **Helpers written out**: a conv helper (``conv_bn``, ...) that only one stand-alone module would
+5. **Helpers written out**: a conv helper (``conv_bn``, ...) that only one module outside stages would
    call, and no class needs, is written out in ``torch.nn`` (``without_rare_helpers``).
 
 Everything is deterministic (graph insertion order breaks every tie).
@@ -285,19 +285,19 @@ class Structure:
         return units
 
     def without_rare_helpers(self, steps: list[Step]) -> None:
-        """Write out the conv helpers that only one expression would use, when that expression is a
-        step of its own (no class needs the helper; in a group or stage the helper reads better)."""
+        """Write out the conv helpers that only one expression would use, when that expression stands alone
+        or in a group (whose nn.Sequential takes its layers in flat) and no class needs the helper."""
         texts = [spec.source([b.kwargs for b in self.blocks if b.spec is spec])
                  for spec in dict.fromkeys(b.spec for b in self.blocks)]
         needed = {h for h in HELPERS for text in texts if re.search(rf"\b{h}\(", text)}
-        readers: dict[str, list[Step]] = {}
+        readers: dict[str, list[tuple[Step, Unit]]] = {}
         for step in steps:
             for unit in step.units:
                 for h in called(unit.expr) & set(HELPERS) if unit.expr is not None else ():
-                    readers.setdefault(h, []).append(step)
+                    readers.setdefault(h, []).append((step, unit))
         for h, found in readers.items():
-            if len(found) == 1 and found[0].kind == "inline" and h not in needed:
-                unit = found[0].units[0]
+            if len(found) == 1 and found[0][0].kind in ("inline", "group") and h not in needed:
+                unit = found[0][1]
                 attrs = self.graph.attrs(unit.out)
                 unit.expr = module_expr(attrs["op"], self.in_shapes[unit.out], attrs["params"], unit.channels,
                                         helpers=False)

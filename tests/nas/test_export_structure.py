@@ -72,6 +72,9 @@ def test_groups_of_one_blocks_inline_modules_are_one_flat_sequential() -> None:
            "            nn.ReLU(),\n            nn.Conv2d(4, 4, kernel_size=3, padding=1)," in source
     assert keys["nodes.features0_conv1.0.weight"] == "features0.2.weight"  # spliced: conv, relu, conv, ...
     assert keys["nodes.head_fc1.weight"] == "head.5.weight"
+    source, keys = source_and_keys(reference("densenet121"))  # conv_bn would serve its stem conv alone
+    assert "def conv_bn(" not in source and "self.stem = nn.Sequential(\n            nn.Conv2d(in_chans, 8," in source
+    assert keys["nodes.stem_conv.1.running_var"] == "stem.1.running_var"
 
 
 def test_common_names() -> None:
