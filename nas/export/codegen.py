@@ -132,6 +132,7 @@ class _Writer:
         if step.kind == "group":
             return render(Call("nn.Sequential", tuple(self._group_layers(step))), 8, f"self.{step.attr} = ")
         if step.kind == "block":
+            self._register(unit)
             self._block_paths(unit, step.attr)
             return render(self._block_call(unit), 8, f"self.{step.attr} = ")
         if step.kind in ("chain", "pairs"):
@@ -168,7 +169,7 @@ class _Writer:
 
     def _block_paths(self, unit: Unit, prefix: str) -> None:
         assert unit.block is not None
-        for member, path in unit.block.paths.items():
+        for member, path in unit.block.paths.items():  # a member has a module or a gate (highway)
             key = member if member in self.s.modules else "gate:" + member
             self.paths[key] = f"{prefix}.{path}"
 
@@ -192,59 +193,71 @@ class _Writer:
         differ along a stage, leaving out the others where they equal the constructor's default."""
         block = unit.block
         assert block is not None
-        cls, variables = block.spec.class_name, variables or {}
-        self.specs[cls] = block.spec
-        self.classes.setdefault(cls, []).append(block.kwargs)
-        params = inspect.signature(library(block.spec)[cls]).parameters
+        variables = variables or {}
+        params = inspect.signature(library(block.spec)[block.spec.class_name]).parameters
         kwargs = tuple((k, variables[k] if k in variables else self._value(unit, k)) for k, v in block.kwargs.items()
                        if k in variables or params[k].default is inspect.Parameter.empty or v != params[k].default)
-        return Call(cls, (), kwargs)
+        return Call(block.spec.class_name, (), kwargs)
 
-    def _stage(self, step: Step) -> list[str]:
-        """``nn.Sequential`` / ``nn.ModuleList`` built in a loop over a table of the differing arguments."""
+    def _register(self, unit: Unit) -> None:
+        """Note a class instance: the file defines its class, with the variants its instances need."""
+        assert unit.block is not None
+        self.specs[unit.block.spec.class_name] = unit.block.spec
+        self.classes.setdefault(unit.block.spec.class_name, []).append(unit.block.kwargs)
+
+    def _stage_table(self, step: Step) -> tuple[Expr, list[str], list[str]]:
+        """The call that builds every unit of a stage, its loop variables and the table's rows (one literal
+        per unit: the variables' values, a tuple when there are several)."""
         units = step.units
         if units[0].block is not None:
-            for i, u in enumerate(units):
-                self._block_paths(u, f"{step.attr}.{i}")
             params = list(units[0].block.kwargs)
             cells = [[self._value(u, k) for k in params] for u in units]
             where = [("", k) for k in params]
         else:
-            for i, u in enumerate(units):
-                self.paths[u.out] = f"{step.attr}.{i}"
             found = [expr_atoms(self._checked(u)) for u in units]
             cells = [[a for a, _ in f] for f in found]
             where = [w for _, w in found[0]]
         columns = list(zip(*cells, strict=True))
-        names: dict[tuple[str, ...], str] = {}
+        names: dict[tuple[str, ...], str] = {}  # a column of differing values -> its loop variable
         taken: set[str] = set()
         for col, (func, param) in zip(columns, where, strict=True):
             if len(set(col)) > 1 and col not in names:
-                names[col] = identifier(_SHORT.get(p := _param_name(func, param), p), taken, _VAR_RESERVED, "v")
-        values = [names.get(col, col[0]) for col in columns]
+                raw = _param_name(func, param)
+                names[col] = identifier(_SHORT.get(raw, raw), taken, _VAR_RESERVED, "v")
         if units[0].block is not None:
             call: Expr = self._block_call(units[0], {p: names[col] for p, col in zip(params, columns, strict=True)
                                                      if col in names})
-            for u in units[1:]:
-                self.classes[units[0].block.spec.class_name].append(u.block.kwargs)  # type: ignore[union-attr]
         else:
-            call = substitute(units[0].expr, values)  # type: ignore[arg-type]
-        variables = list(names.values())
-        rows = [lit(len(units))] if not variables else [
-            "(" + ", ".join(col[k] for col in names) + ")" if len(variables) > 1 else next(iter(names))[k]
-            for k in range(len(units))]
-        loop = f"for {', '.join(variables) or '_'} in " + (f"range({rows[0]})" if not variables else "")
-        container, (open_, close) = ("nn.ModuleList", "[]") if step.kind == "pairs" else ("nn.Sequential", ("*[", "]"))
-        table = "(" + ", ".join(rows) + ("," if len(rows) == 1 else "") + ")" if variables else ""
-        one = f"        self.{step.attr} = {container}({open_}{flat(call)} {loop}{table}{close})"
+            call = substitute(units[0].expr, [names.get(col, col[0]) for col in columns])  # type: ignore[arg-type]
+        varying = list(names)
+        rows = [varying[0][k] if len(varying) == 1 else "(" + ", ".join(col[k] for col in varying) + ")"
+                for k in range(len(units))] if varying else []
+        return call, list(names.values()), rows
+
+    def _stage(self, step: Step) -> list[str]:
+        """``nn.Sequential`` (a chain) or ``nn.ModuleList`` (pairs) built in a loop over the stage's table."""
+        for i, unit in enumerate(step.units):
+            if unit.block is not None:
+                self._register(unit)
+                self._block_paths(unit, f"{step.attr}.{i}")
+            else:
+                self.paths[unit.out] = f"{step.attr}.{i}"
+        call, variables, rows = self._stage_table(step)
+        if variables:
+            loop = f"for {', '.join(variables)} in "
+            table = "(" + ", ".join(rows) + ("," if len(rows) == 1 else "") + ")"
+        else:
+            loop, table = "for _ in ", f"range({len(step.units)})"
+        opening, closing = ("nn.ModuleList([", "])") if step.kind == "pairs" else ("nn.Sequential(*[", "])")
+        one = f"        self.{step.attr} = {opening}{flat(call)} {loop}{table}{closing}"
         if len(one) <= LINE:
             return [one]
-        lines = [f"        self.{step.attr} = {container}({open_}", *render(call, 12)]
+        lines = [f"        self.{step.attr} = {opening}", *render(call, 12)]
         if len(f"            {loop}{table}") <= LINE:
             lines.append(f"            {loop}{table}")
         else:
             lines += [f"            {loop}(", *pack(rows, 16), "            )"]
-        return [*lines, f"        {close})"]
+        return [*lines, f"        {closing}"]
 
     # ---- forward
     def emit_forward(self, steps: list[Step], root: str, result: str, pre_logits: bool = False) -> list[str]:

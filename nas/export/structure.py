@@ -189,6 +189,26 @@ class Structure:
 
     def _verify_spec(self, spec: BlockSpec, tag: str, name: str, members: list[str]) -> Block | None:
         """The instance ``tag`` as ``spec``'s class if it rebuilds its nodes and modules exactly, else None."""
+        rebuilt = self._rebuild(spec, tag, name, members)
+        if rebuilt is None:
+            return None
+        args, sources, output = rebuilt
+        paths = {n: spec.path(n[len(name) + 1:], args) for n in members
+                 if n in self.modules or n in self.gates}
+        expected: dict[str, nn.Module] = {}
+        for n, path in paths.items():
+            for module in (self.modules.get(n), self.gates.get(n)):
+                if module is not None:
+                    if path in expected:
+                        return None
+                    expected[path] = module
+        kwargs = self._class_fits(spec, args, sources, expected)
+        return None if kwargs is None else Block(spec, tag, sources, output, members, kwargs, paths)
+
+    def _rebuild(self, spec: BlockSpec, tag: str, name: str, members: list[str]
+                 ) -> tuple[dict[str, Any], list[str], str] | None:
+        """(arguments, sources, output) when ``spec``'s builder, re-run on a scratch graph with the arguments
+        it reads from the instance, gives exactly the instance's nodes (and nothing outside reads inside)."""
         g, member_set = self.graph, set(members)
         try:
             args = spec.args(g, tag, name)
@@ -213,14 +233,12 @@ class Structure:
                     or (n != output and (n in (self.features, g.output)
                                          or not set(g.graph.succ[n]) <= member_set))):
                 return None
-        paths = {n: spec.path(n[len(name) + 1:], args) for n in members}
-        expected: dict[str, nn.Module] = {}
-        for n in members:
-            for module in (self.modules.get(n), self.gates.get(n)):
-                if module is not None:
-                    if paths[n] in expected:
-                        return None
-                    expected[paths[n]] = module
+        return args, sources, output
+
+    def _class_fits(self, spec: BlockSpec, args: dict[str, Any], sources: list[str],
+                    expected: dict[str, nn.Module]) -> dict[str, Any] | None:
+        """The class's constructor arguments when, built on the meta device, it has exactly the ``expected``
+        modules at their paths (and no other parameters or buffers), else None."""
         cls = library(spec)[spec.class_name]
         order = list(inspect.signature(cls).parameters)
         try:
@@ -231,14 +249,14 @@ class Structure:
             for v in kwargs.values():
                 lit(v)
             instance = on_meta(lambda: cls(**kwargs))
-            own = instance.state_dict()
+            own = {k: tuple(v.shape) for k, v in instance.state_dict().items()}
             mapped = {f"{p}.{k}": tuple(v.shape) for p, m in expected.items() for k, v in m.state_dict().items()}
-            if {k: tuple(v.shape) for k, v in own.items()} != mapped or any(
-                    module_structure(instance.get_submodule(p)) != module_structure(m) for p, m in expected.items()):
+            if own != mapped or any(module_structure(instance.get_submodule(p)) != module_structure(m)
+                                    for p, m in expected.items()):
                 return None
         except Exception:  # e.g. arguments of the wrong type, a path the class does not have
             return None
-        return Block(spec, tag, sources, output, members, kwargs, {n: paths[n] for n in members if n in paths})
+        return kwargs
 
     # ---- units
     def resolve(self, node: str) -> str:
