@@ -69,7 +69,7 @@ def _nb201_op(graph: ArchGraph, node: str) -> str | None:
     return {"zero": "none", "identity": "skip_connect", "pool": "avg_pool_3x3"}.get(op)
 
 
-def _nb201_args(graph: ArchGraph, tag: str, name: str) -> dict[str, Any] | None:
+def _nb201_args(graph: ArchGraph, tag: str, name: str, shapes: dict[str, Shape]) -> dict[str, Any] | None:
     genotype = []
     for to, src in nb201.EDGES:
         node = f"{name}.edge{to}<-{src}"
@@ -77,8 +77,7 @@ def _nb201_args(graph: ArchGraph, tag: str, name: str) -> dict[str, Any] | None:
         if op is None:
             return None
         genotype.append((to, src, op))
-    channels = graph.validate()[graph.inputs_of(f"{name}.edge1<-0")[0]].channels
-    return {"channels": channels, "genotype": tuple(genotype)}
+    return {"channels": shapes[graph.inputs_of(f"{name}.edge1<-0")[0]].channels, "genotype": tuple(genotype)}
 
 
 def _nb201_cell(graph: ArchGraph, sources: list[str], name: str, channels: int,
@@ -110,7 +109,7 @@ class ResNetBasicBlock(nn.Module):
 '''
 
 
-def _reduction_args(graph: ArchGraph, tag: str, name: str) -> dict[str, Any] | None:
+def _reduction_args(graph: ArchGraph, tag: str, name: str, shapes: dict[str, Shape]) -> dict[str, Any] | None:
     node = f"{name}.conv_a"
     return {"out": graph.params(node)["out"]} if node in graph.graph and graph.op(node) == "conv" else None
 
@@ -158,7 +157,7 @@ def _darts_text(instances: list[dict[str, Any]] | None) -> str:
     return _ops_table(DARTS_OPS, _used(instances, lambda genotype: [op for op, _ in genotype])) + DARTS_CELL
 
 
-def _darts_args(graph: ArchGraph, tag: str, name: str) -> dict[str, Any] | None:
+def _darts_args(graph: ArchGraph, tag: str, name: str, shapes: dict[str, Shape]) -> dict[str, Any] | None:
     p0, p1, concat = f"{name}.preprocess0", f"{name}.preprocess1", f"{name}.concat"
     if not all(n in graph.graph for n in (p0, p1, concat)):
         return None
@@ -246,7 +245,7 @@ def _binary_node_op(graph: ArchGraph, node: str) -> str | None:
     return {3: "conv_3x3", 5: "conv_5x5"}.get(p["kernel"]) if op == "conv" else None
 
 
-def _binary_args(graph: ArchGraph, tag: str, name: str) -> dict[str, Any] | None:
+def _binary_args(graph: ArchGraph, tag: str, name: str, shapes: dict[str, Shape]) -> dict[str, Any] | None:
     """Genotype entries (op, inputs) for the kept compute nodes in order, then the output; an input is 0
     (the cell input) or an entry (1-based). ``nodes`` are the entries' node numbers in the space's cell.
     None when the nodes are not the space's (or the cell is the empty one, a zero map)."""
@@ -271,7 +270,7 @@ def _binary_args(graph: ArchGraph, tag: str, name: str) -> dict[str, Any] | None
     if len({s for _, inputs in entries for s in inputs if s not in members}) != 1:
         return None
     genotype = tuple((op, tuple(index.get(s, 0) for s in inputs)) for op, inputs in entries)
-    return {"channels": graph.validate()[out].channels, "genotype": genotype, "nodes": tuple(nodes)}
+    return {"channels": shapes[out].channels, "genotype": genotype, "nodes": tuple(nodes)}
 
 
 def _binary_cell(graph: ArchGraph, sources: list[str], name: str, channels: int,

@@ -109,7 +109,7 @@ class Unit:
     gate: Expr | None = None
     channels: str | None = None  # the input channel count's name in ``expr`` (``in_chans``), if any
 
-    def signature(self, graph: ArchGraph) -> tuple | None:
+    def signature(self) -> tuple | None:
         """Equal for units a loop can build from one call (None: this unit cannot be in a stage)."""
         if self.block is not None:
             return "block", self.block.spec.class_name, len(self.block.sources), tuple(self.block.kwargs)
@@ -211,7 +211,7 @@ class Structure:
         it reads from the instance, gives exactly the instance's nodes (and nothing outside reads inside)."""
         g, member_set = self.graph, set(members)
         try:
-            args = spec.args(g, tag, name)
+            args = spec.args(g, tag, name, self.shapes)
             sources = spec.sources(g, name, member_set) if members else None
         except (KeyError, IndexError, TypeError, ValueError):  # nodes that are not the spec's
             return None
@@ -370,7 +370,7 @@ class Structure:
 
     def _stage(self, units: list[Unit], i: int, uses: dict[str, set[int]], special: set[str]) -> Step | None:
         first = units[i]
-        sig = first.signature(self.graph)
+        sig = first.signature()
         tag = self._tag(first)
         if sig is None or tag is None or first.out in special:
             return None
@@ -382,7 +382,7 @@ class Structure:
         while j < len(units):
             u, prev = units[j], units[j - 1]
             t = self._tag(u)
-            if u.signature(self.graph) != sig or t is None or t in tags or _parent(t) != _parent(tag):
+            if u.signature() != sig or t is None or t in tags or _parent(t) != _parent(tag):
                 break
             if u.block is None and t.partition(":")[0] != tag.partition(":")[0]:  # inline: one block kind
                 break

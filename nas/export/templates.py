@@ -418,7 +418,7 @@ def _sanitize(suffix: str) -> str:
     return re.sub(r"[^0-9A-Za-z_]", "_", suffix)
 
 
-def recorded_args(graph: ArchGraph, tag: str, name: str) -> dict[str, Any] | None:
+def recorded_args(graph: ArchGraph, tag: str, name: str, shapes: dict[str, Shape]) -> dict[str, Any] | None:
     """The arguments the block template was called with (``graph.blocks``), None if none were recorded."""
     args = graph.blocks.get(tag)
     return None if args is None else dict(args)
@@ -440,9 +440,10 @@ class BlockSpec:
     """How an instance of block kind ``kind`` is exported as class ``class_name``.
 
     ``template(graph, sources, name, **args)`` is the function that builds the block's nodes (re-run
-    on a scratch graph to check an instance); ``args(graph, tag, name)`` gives its arguments (default:
-    the recorded ones) and ``sources(graph, name, members)`` the nodes the block reads, in the order of
-    the class's forward arguments (default: the single outside input). ``ctor(args, source_shapes)``
+    on a scratch graph to check an instance); ``args(graph, tag, name, shapes)`` gives its arguments
+    (default: the recorded ones; ``shapes``: every node's output shape) and ``sources(graph, name,
+    members)`` the nodes the block reads, in the order of the class's forward arguments (default: the
+    single outside input). ``ctor(args, source_shapes)``
     gives the constructor keyword arguments. ``path(suffix, args)`` is the submodule (dotted path)
     of the node with id ``<block name>.<suffix>`` (default: ``renames`` or the sanitised suffix).
     ``source(instances)`` is the class's text for the constructor arguments of the instances a file
@@ -456,7 +457,7 @@ class BlockSpec:
     template: Callable[..., str]
     ctor: Callable[[dict[str, Any], list[Shape]], dict[str, Any]]
     renames: tuple[tuple[str, str], ...] = ()
-    args: Callable[[ArchGraph, str, str], dict[str, Any] | None] = recorded_args
+    args: Callable[[ArchGraph, str, str, dict[str, Shape]], dict[str, Any] | None] = recorded_args
     sources: Callable[[ArchGraph, str, set[str]], list[str] | None] = single_source
     paths: Callable[[str, dict[str, Any]], str] | None = None
     constant: Callable[[str, dict[str, Any]], str] | None = None

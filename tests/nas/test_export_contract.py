@@ -82,6 +82,7 @@ def test_dropout_rate_acts_in_training_only() -> None:
     model.eval()
     torch.testing.assert_close(model.forward_head(features, pre_logits=True), features.flatten(1))
     model.train()
+    torch.manual_seed(0)
     dropped = model.forward_head(features, pre_logits=True)
     assert (dropped == 0).float().mean() > 0.5
 
