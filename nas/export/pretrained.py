@@ -85,7 +85,8 @@ def of_run_data(settings: dict[str, Any] | None, channels: int) -> Normalisation
         data = load_dataset(name, settings.get("data_root"), **options)
     except DatasetError as err:
         raise InputError(f"the export records the input normalisation of the run's dataset {name!r}, which "
-                         f"cannot be read here: {err}") from None
+                         f"cannot be read here: {err}; export where the run's data (config.json: data) is "
+                         "readable") from None
     if len(data.mean) != channels:
         return identity(channels)
     return Normalisation(name, data.mean, data.std, data.max_pixel_value)
