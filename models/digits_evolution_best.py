@@ -10,13 +10,28 @@ run: runs/evolution-macro-digits-seed0
 trial: 18
 val_acc: 1.0
 
-Build with ``DigitsEvolutionBest()``; trained weights (keys as in this class) load with ``load_state_dict``.
+timm's contract: ``create_model(pretrained=False, **kwargs)``; inputs are raw pixels x normalised per channel as
+    (x / max_pixel_value - mean) / std with the values in PRETRAINED_CFG.
 """
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
+
+PRETRAINED_CFG = {
+    "file": "digits_evolution_best.safetensors",
+    "arch_hash": "f66fbb7d315acca33afd4f04c6627d56a69343915410f7d2dde5e3c92ce881c6",
+    "num_classes": 10,
+    "input_size": (1, 8, 8),
+    "dataset": "digits",
+    "max_pixel_value": 16.0,
+    "mean": (0.30580464005470276,),
+    "std": (0.37635672092437744,),
+    "first_conv": "stem.0",
+    "classifier": "head_fc",
+}
 
 
 def sinusoidal_encoding(length: int, dim: int) -> torch.Tensor:
@@ -88,17 +103,6 @@ class SelfAttention(nn.Module):
         return out
 
 
-class GlobalPool(nn.Module):
-    """(B, C, H, W) -> (B, C): average ('avg') or max ('max') over positions."""
-
-    def __init__(self, kind: str) -> None:
-        super().__init__()
-        self.kind = kind
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.mean(dim=(2, 3)) if self.kind == "avg" else x.amax(dim=(2, 3))
-
-
 class ResidualBlock(nn.Module):
     """ResNet / ResNeXt block (post-activation, He et al. 2016): relu(F(x) + shortcut(x)).
 
@@ -167,73 +171,27 @@ class AttentionBlock(nn.Module):
 
 
 class DigitsEvolutionBest(nn.Module):
-    """macro[attention(w64,d3,k3,skip) -> conv(w64,d3,k5,skip) -> residual(w32,d3,k3,skip)]: (B, 1, 8, 8) -> (B, 10).
+    """(B, 1, 8, 8) -> (B, 10); ``forward_head(x, pre_logits=True)`` gives (B, 32)."""
 
-    Architecture f66fbb7d315acca33afd4f04c6627d56a69343915410f7d2dde5e3c92ce881c6.
-    ``forward_features`` returns (B, 32, 2, 2); ``forward_head`` maps that to the output.
-    """
-
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 10, in_chans: int = 1, drop_rate: float = 0.0) -> None:
         super().__init__()
-        # stem:stem
-        self.stem = nn.Sequential(
-            nn.Conv2d(1, 16, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(16),
-            nn.ReLU(),
-        )
-        # attention:stage0.0
-        self.stage0_embed = nn.Sequential(
-            nn.Conv2d(16, 64, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(64),
-            nn.ReLU(),
-        )
-        self.stage0_0 = AttentionBlock(dim=64, heads=8, mlp_ratio=4.0, tokens=False, qkv_bias=True, pos="learned",
-                                       length=64)
-        self.stage0_1 = AttentionBlock(dim=64, heads=8, mlp_ratio=4.0, tokens=False, qkv_bias=True, pos="learned",
-                                       length=64)
-        self.stage0_2 = AttentionBlock(dim=64, heads=8, mlp_ratio=4.0, tokens=False, qkv_bias=True, pos="learned",
-                                       length=64)
-        # skip:stage0
-        self.stage0_skip_proj = nn.Sequential(
-            nn.Conv2d(16, 64, kernel_size=1, bias=False),
-            nn.BatchNorm2d(64),
-        )
-        # reduce:stage1
+        self.num_classes = num_classes
+        self.num_features = 32
+        self.pretrained_cfg = self.default_cfg = dict(PRETRAINED_CFG)
+        self.stem = conv_bn(in_chans, 16, 3)
+        self.stage0_embed = conv_bn(16, 64, 3)
+        self.stage0 = nn.Sequential(*[
+            AttentionBlock(dim=64, heads=8, tokens=False, pos="learned", length=64)
+            for _ in range(3)
+        ])
+        self.stage0_skip_proj = conv_bn(16, 64, 1, relu=False)
         self.reduce1 = nn.MaxPool2d(kernel_size=2, stride=2)
-        # conv:stage1.0
-        self.stage1_0_conv = nn.Sequential(
-            nn.Conv2d(64, 64, kernel_size=5, padding=2, bias=False),
-            nn.BatchNorm2d(64),
-            nn.ReLU(),
-        )
-        # conv:stage1.1
-        self.stage1_1_conv = nn.Sequential(
-            nn.Conv2d(64, 64, kernel_size=5, padding=2, bias=False),
-            nn.BatchNorm2d(64),
-            nn.ReLU(),
-        )
-        # conv:stage1.2
-        self.stage1_2_conv = nn.Sequential(
-            nn.Conv2d(64, 64, kernel_size=5, padding=2, bias=False),
-            nn.BatchNorm2d(64),
-            nn.ReLU(),
-        )
-        # reduce:stage2
+        self.stage1 = nn.Sequential(*[conv_bn(64, 64, 5) for _ in range(3)])
         self.reduce2 = nn.MaxPool2d(kernel_size=2, stride=2)
-        self.stage2_0 = ResidualBlock(in_ch=64, planes=32, stride=1, bottleneck=False, groups=1, base_width=64,
-                                      expansion=4, kernel=3)
-        self.stage2_1 = ResidualBlock(in_ch=32, planes=32, stride=1, bottleneck=False, groups=1, base_width=64,
-                                      expansion=4, kernel=3)
-        self.stage2_2 = ResidualBlock(in_ch=32, planes=32, stride=1, bottleneck=False, groups=1, base_width=64,
-                                      expansion=4, kernel=3)
-        # skip:stage2
-        self.stage2_skip_proj = nn.Sequential(
-            nn.Conv2d(64, 32, kernel_size=1, bias=False),
-            nn.BatchNorm2d(32),
-        )
-        # head:head
-        self.head_pool = GlobalPool("avg")
-        self.head_fc = nn.Linear(32, 10)
+        self.stage2 = nn.Sequential(*[ResidualBlock(in_ch=in_ch, planes=32) for in_ch in (64, 32, 32)])
+        self.stage2_skip_proj = conv_bn(64, 32, 1, relu=False)
+        self.head_drop = nn.Dropout(drop_rate)
+        self.head_fc = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -245,50 +203,65 @@ class DigitsEvolutionBest(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 1, 8, 8) -> features (B, 32, 2, 2)."""
-        # stem:stem
-        stem = self.stem(x)
-        # attention:stage0.0
-        x = self.stage0_embed(stem)
-        x = self.stage0_0(x)
-        x = self.stage0_1(x)
-        stage0_2 = self.stage0_2(x)
-        # skip:stage0
-        stage0_skip_proj = self.stage0_skip_proj(stem)
-        x = stage0_2 + stage0_skip_proj
-        # reduce:stage1
-        reduce1 = self.reduce1(x)
-        # conv:stage1.0
-        x = self.stage1_0_conv(reduce1)
-        # conv:stage1.1
-        x = self.stage1_1_conv(x)
-        # conv:stage1.2
-        stage1_2_conv = self.stage1_2_conv(x)
-        # skip:stage1
-        x = stage1_2_conv + reduce1
-        # reduce:stage2
-        reduce2 = self.reduce2(x)
-        x = self.stage2_0(reduce2)
-        x = self.stage2_1(x)
-        stage2_2 = self.stage2_2(x)
-        # skip:stage2
-        stage2_skip_proj = self.stage2_skip_proj(reduce2)
-        x = stage2_2 + stage2_skip_proj
-        return x
+    def get_classifier(self) -> nn.Module:
+        return self.head_fc
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        """Features (B, 32, 2, 2) -> (B, 10)."""
-        # head:head
-        x = self.head_pool(features)
-        x = self.head_fc(x)
-        return x
+    def reset_classifier(self, num_classes: int) -> None:
+        """A new classifier for ``num_classes`` outputs (0: none, the head returns its input)."""
+        self.num_classes = num_classes
+        self.head_fc = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 1, 8, 8) -> (B, 32, 2, 2)."""
+        stem = self.stem(x)
+        x = self.stage0_embed(stem)
+        stage0 = self.stage0(x)
+        stage0_skip_proj = self.stage0_skip_proj(stem)
+        x = stage0 + stage0_skip_proj
+        reduce1 = self.reduce1(x)
+        stage1 = self.stage1(reduce1)
+        x = stage1 + reduce1
+        reduce2 = self.reduce2(x)
+        stage2 = self.stage2(reduce2)
+        stage2_skip_proj = self.stage2_skip_proj(reduce2)
+        return stage2 + stage2_skip_proj
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """(B, 32, 2, 2) -> (B, 10) (the classifier's input with ``pre_logits``)."""
+        x = x.mean(dim=(2, 3))
+        x = self.head_drop(x)
+        return x if pre_logits else self.head_fc(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 1, 8, 8) -> (B, 10)."""
         return self.forward_head(self.forward_features(x))
 
 
+def create_model(pretrained: bool = False, **kwargs: Any) -> DigitsEvolutionBest:
+    """``DigitsEvolutionBest(**kwargs)``; ``pretrained`` loads the trained weights (PRETRAINED_CFG['file'], beside
+        this file), refused unless saved for this architecture (their arch_hash). With another ``num_classes`` the
+        classifier keeps its fresh initialisation (for fine-tuning).
+    """
+    model = DigitsEvolutionBest(**kwargs)
+    if pretrained:
+        from pathlib import Path
+
+        from safetensors import safe_open
+
+        path = Path(__file__).with_name(PRETRAINED_CFG["file"])
+        with safe_open(str(path), framework="pt") as f:
+            found = (f.metadata() or {}).get("arch_hash")
+            if found != PRETRAINED_CFG["arch_hash"]:
+                raise ValueError(f"{path} holds weights of architecture {found}, not of this one "
+                                 f"({PRETRAINED_CFG['arch_hash']})")
+            state = {k: f.get_tensor(k) for k in f.keys()}
+        if model.num_classes != PRETRAINED_CFG["num_classes"]:  # a new classifier
+            head = PRETRAINED_CFG["classifier"] + "."
+            state = {k: v for k, v in state.items() if not k.startswith(head)}
+            state.update({k: v for k, v in model.state_dict().items() if k.startswith(head)})
+        model.load_state_dict(state)
+    return model
+
+
 if __name__ == "__main__":
-    model = DigitsEvolutionBest().eval()
-    print(model(torch.randn(2, 1, 8, 8)).shape)
+    print(create_model().eval()(torch.randn(2, 1, 8, 8)).shape)

@@ -8,460 +8,92 @@ arch: |nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_
 nb201_index: 6111
 weights: none (seed-0 initialisation); NAS-Bench-201 reports 94.37% CIFAR-10 test accuracy
 
-Build with ``Nb201Best6111()``; trained weights (keys as in this class) load with ``load_state_dict``.
+timm's contract: ``create_model(pretrained=False, **kwargs)``; inputs are raw pixels x normalised per channel as
+    (x / max_pixel_value - mean) / std with the values in PRETRAINED_CFG.
 """
+
+from typing import Any
 
 import torch
 from torch import nn
 
+PRETRAINED_CFG = {
+    "file": None,
+    "arch_hash": "0e96e76b70d603cd31ba1e2614d7297395409c5c5bbe5ac86a67d9c8e58f8650",
+    "num_classes": 10,
+    "input_size": (3, 32, 32),
+    "dataset": "cifar10",
+    "max_pixel_value": 255.0,
+    "mean": (0.4913725490196078, 0.4823529411764706, 0.4466666666666667),
+    "std": (0.24705882352941178, 0.24352941176470588, 0.2615686274509804),
+    "first_conv": "stem.0",
+    "classifier": "head_fc",
+}
 
-class GlobalPool(nn.Module):
-    """(B, C, H, W) -> (B, C): average ('avg') or max ('max') over positions."""
+GENOTYPE = ((1, 0, "nor_conv_3x3"), (2, 0, "nor_conv_3x3"), (2, 1, "nor_conv_3x3"), (3, 0, "skip_connect"),
+            (3, 1, "nor_conv_3x3"), (3, 2, "nor_conv_1x1"))
 
-    def __init__(self, kind: str) -> None:
+
+def relu_conv_bn(in_ch: int, out: int, kernel: int, stride: int = 1) -> nn.Sequential:
+    """ReLU -> conv k x k ('same' padding, no bias) -> BN: (B, in_ch, H, W) -> (B, out, H/stride, W/stride)."""
+    return nn.Sequential(nn.ReLU(), nn.Conv2d(in_ch, out, kernel, stride, (kernel - 1) // 2, bias=False),
+                         nn.BatchNorm2d(out))
+
+
+OPS = {
+    "skip_connect": lambda c: nn.Identity(),
+    "nor_conv_1x1": lambda c: relu_conv_bn(c, c, 1),
+    "nor_conv_3x3": lambda c: relu_conv_bn(c, c, 3),
+}
+
+
+class Cell(nn.Module):
+    """NAS-Bench-201 cell (AutoDL ``InferCell``): node j is the sum of op(node i) over the edges (j, i, op) of
+    ``genotype``; node 0 is the input, the last node the output. (B, C, H, W) -> (B, C, H, W)."""
+
+    def __init__(self, channels: int, genotype: tuple[tuple[int, int, str], ...]) -> None:
         super().__init__()
-        self.kind = kind
+        self.genotype = genotype
+        self.edges = nn.ModuleList(OPS[op](channels) for _, _, op in genotype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.mean(dim=(2, 3)) if self.kind == "avg" else x.amax(dim=(2, 3))
+        nodes = [x]
+        for j in range(1, max(to for to, _, _ in self.genotype) + 1):
+            nodes.append(sum(op(nodes[i]) for (to, i, _), op in zip(self.genotype, self.edges, strict=True) if to == j))
+        return nodes[-1]
+
+
+class ResNetBasicBlock(nn.Module):
+    """NAS-Bench-201 reduction (AutoDL ``ResNetBasicblock``, stride 2): ReLU-conv-BN twice, plus a 2x2
+    average pool -> 1x1 conv shortcut. (B, in_ch, H, W) -> (B, out, H/2, W/2)."""
+
+    def __init__(self, in_ch: int, out: int) -> None:
+        super().__init__()
+        self.conv_a = relu_conv_bn(in_ch, out, 3, 2)
+        self.conv_b = relu_conv_bn(out, out, 3)
+        self.downsample = nn.Sequential(nn.AvgPool2d(2, stride=2), nn.Conv2d(in_ch, out, 1, bias=False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv_b(self.conv_a(x)) + self.downsample(x)
 
 
 class Nb201Best6111(nn.Module):
-    """nb201 |nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|: (B, 3,
-        32, 32) -> (B, 10).
+    """(B, 3, 32, 32) -> (B, 10); ``forward_head(x, pre_logits=True)`` gives (B, 64)."""
 
-    Architecture 0e96e76b70d603cd31ba1e2614d7297395409c5c5bbe5ac86a67d9c8e58f8650.
-    ``forward_features`` returns (B, 64, 8, 8); ``forward_head`` maps that to the output.
-    """
-
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 10, in_chans: int = 3, drop_rate: float = 0.0) -> None:
         super().__init__()
-        # stem:stem
-        self.stem = nn.Sequential(
-            nn.Conv2d(3, 16, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(16),
-        )
-        # nb201_cell:stage1.cell0
-        self.stage1_cell0_edge1__0 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(16, 16, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(16),
-        )
-        self.stage1_cell0_edge2__0 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(16, 16, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(16),
-        )
-        self.stage1_cell0_edge2__1 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(16, 16, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(16),
-        )
-        self.stage1_cell0_edge3__1 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(16, 16, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(16),
-        )
-        self.stage1_cell0_edge3__2 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(16, 16, kernel_size=1, bias=False),
-            nn.BatchNorm2d(16),
-        )
-        # nb201_cell:stage1.cell1
-        self.stage1_cell1_edge1__0 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(16, 16, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(16),
-        )
-        self.stage1_cell1_edge2__0 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(16, 16, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(16),
-        )
-        self.stage1_cell1_edge2__1 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(16, 16, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(16),
-        )
-        self.stage1_cell1_edge3__1 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(16, 16, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(16),
-        )
-        self.stage1_cell1_edge3__2 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(16, 16, kernel_size=1, bias=False),
-            nn.BatchNorm2d(16),
-        )
-        # nb201_cell:stage1.cell2
-        self.stage1_cell2_edge1__0 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(16, 16, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(16),
-        )
-        self.stage1_cell2_edge2__0 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(16, 16, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(16),
-        )
-        self.stage1_cell2_edge2__1 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(16, 16, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(16),
-        )
-        self.stage1_cell2_edge3__1 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(16, 16, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(16),
-        )
-        self.stage1_cell2_edge3__2 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(16, 16, kernel_size=1, bias=False),
-            nn.BatchNorm2d(16),
-        )
-        # nb201_cell:stage1.cell3
-        self.stage1_cell3_edge1__0 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(16, 16, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(16),
-        )
-        self.stage1_cell3_edge2__0 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(16, 16, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(16),
-        )
-        self.stage1_cell3_edge2__1 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(16, 16, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(16),
-        )
-        self.stage1_cell3_edge3__1 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(16, 16, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(16),
-        )
-        self.stage1_cell3_edge3__2 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(16, 16, kernel_size=1, bias=False),
-            nn.BatchNorm2d(16),
-        )
-        # nb201_cell:stage1.cell4
-        self.stage1_cell4_edge1__0 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(16, 16, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(16),
-        )
-        self.stage1_cell4_edge2__0 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(16, 16, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(16),
-        )
-        self.stage1_cell4_edge2__1 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(16, 16, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(16),
-        )
-        self.stage1_cell4_edge3__1 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(16, 16, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(16),
-        )
-        self.stage1_cell4_edge3__2 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(16, 16, kernel_size=1, bias=False),
-            nn.BatchNorm2d(16),
-        )
-        # residual:reduce1
-        self.reduce1_conv_a = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(16, 32, kernel_size=3, stride=2, padding=1, bias=False),
-            nn.BatchNorm2d(32),
-        )
-        self.reduce1_conv_b = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(32, 32, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(32),
-        )
-        self.reduce1_downsample_pool = nn.AvgPool2d(kernel_size=2, stride=2)
-        self.reduce1_downsample_conv = nn.Conv2d(16, 32, kernel_size=1, bias=False)
-        # nb201_cell:stage2.cell0
-        self.stage2_cell0_edge1__0 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(32, 32, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(32),
-        )
-        self.stage2_cell0_edge2__0 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(32, 32, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(32),
-        )
-        self.stage2_cell0_edge2__1 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(32, 32, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(32),
-        )
-        self.stage2_cell0_edge3__1 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(32, 32, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(32),
-        )
-        self.stage2_cell0_edge3__2 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(32, 32, kernel_size=1, bias=False),
-            nn.BatchNorm2d(32),
-        )
-        # nb201_cell:stage2.cell1
-        self.stage2_cell1_edge1__0 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(32, 32, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(32),
-        )
-        self.stage2_cell1_edge2__0 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(32, 32, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(32),
-        )
-        self.stage2_cell1_edge2__1 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(32, 32, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(32),
-        )
-        self.stage2_cell1_edge3__1 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(32, 32, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(32),
-        )
-        self.stage2_cell1_edge3__2 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(32, 32, kernel_size=1, bias=False),
-            nn.BatchNorm2d(32),
-        )
-        # nb201_cell:stage2.cell2
-        self.stage2_cell2_edge1__0 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(32, 32, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(32),
-        )
-        self.stage2_cell2_edge2__0 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(32, 32, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(32),
-        )
-        self.stage2_cell2_edge2__1 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(32, 32, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(32),
-        )
-        self.stage2_cell2_edge3__1 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(32, 32, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(32),
-        )
-        self.stage2_cell2_edge3__2 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(32, 32, kernel_size=1, bias=False),
-            nn.BatchNorm2d(32),
-        )
-        # nb201_cell:stage2.cell3
-        self.stage2_cell3_edge1__0 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(32, 32, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(32),
-        )
-        self.stage2_cell3_edge2__0 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(32, 32, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(32),
-        )
-        self.stage2_cell3_edge2__1 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(32, 32, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(32),
-        )
-        self.stage2_cell3_edge3__1 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(32, 32, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(32),
-        )
-        self.stage2_cell3_edge3__2 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(32, 32, kernel_size=1, bias=False),
-            nn.BatchNorm2d(32),
-        )
-        # nb201_cell:stage2.cell4
-        self.stage2_cell4_edge1__0 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(32, 32, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(32),
-        )
-        self.stage2_cell4_edge2__0 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(32, 32, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(32),
-        )
-        self.stage2_cell4_edge2__1 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(32, 32, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(32),
-        )
-        self.stage2_cell4_edge3__1 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(32, 32, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(32),
-        )
-        self.stage2_cell4_edge3__2 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(32, 32, kernel_size=1, bias=False),
-            nn.BatchNorm2d(32),
-        )
-        # residual:reduce2
-        self.reduce2_conv_a = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(32, 64, kernel_size=3, stride=2, padding=1, bias=False),
-            nn.BatchNorm2d(64),
-        )
-        self.reduce2_conv_b = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(64, 64, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(64),
-        )
-        self.reduce2_downsample_pool = nn.AvgPool2d(kernel_size=2, stride=2)
-        self.reduce2_downsample_conv = nn.Conv2d(32, 64, kernel_size=1, bias=False)
-        # nb201_cell:stage3.cell0
-        self.stage3_cell0_edge1__0 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(64, 64, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(64),
-        )
-        self.stage3_cell0_edge2__0 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(64, 64, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(64),
-        )
-        self.stage3_cell0_edge2__1 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(64, 64, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(64),
-        )
-        self.stage3_cell0_edge3__1 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(64, 64, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(64),
-        )
-        self.stage3_cell0_edge3__2 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(64, 64, kernel_size=1, bias=False),
-            nn.BatchNorm2d(64),
-        )
-        # nb201_cell:stage3.cell1
-        self.stage3_cell1_edge1__0 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(64, 64, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(64),
-        )
-        self.stage3_cell1_edge2__0 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(64, 64, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(64),
-        )
-        self.stage3_cell1_edge2__1 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(64, 64, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(64),
-        )
-        self.stage3_cell1_edge3__1 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(64, 64, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(64),
-        )
-        self.stage3_cell1_edge3__2 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(64, 64, kernel_size=1, bias=False),
-            nn.BatchNorm2d(64),
-        )
-        # nb201_cell:stage3.cell2
-        self.stage3_cell2_edge1__0 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(64, 64, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(64),
-        )
-        self.stage3_cell2_edge2__0 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(64, 64, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(64),
-        )
-        self.stage3_cell2_edge2__1 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(64, 64, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(64),
-        )
-        self.stage3_cell2_edge3__1 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(64, 64, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(64),
-        )
-        self.stage3_cell2_edge3__2 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(64, 64, kernel_size=1, bias=False),
-            nn.BatchNorm2d(64),
-        )
-        # nb201_cell:stage3.cell3
-        self.stage3_cell3_edge1__0 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(64, 64, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(64),
-        )
-        self.stage3_cell3_edge2__0 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(64, 64, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(64),
-        )
-        self.stage3_cell3_edge2__1 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(64, 64, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(64),
-        )
-        self.stage3_cell3_edge3__1 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(64, 64, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(64),
-        )
-        self.stage3_cell3_edge3__2 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(64, 64, kernel_size=1, bias=False),
-            nn.BatchNorm2d(64),
-        )
-        # nb201_cell:stage3.cell4
-        self.stage3_cell4_edge1__0 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(64, 64, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(64),
-        )
-        self.stage3_cell4_edge2__0 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(64, 64, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(64),
-        )
-        self.stage3_cell4_edge2__1 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(64, 64, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(64),
-        )
-        self.stage3_cell4_edge3__1 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(64, 64, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(64),
-        )
-        self.stage3_cell4_edge3__2 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(64, 64, kernel_size=1, bias=False),
-            nn.BatchNorm2d(64),
-        )
-        # head:head
-        self.lastact_bn = nn.BatchNorm2d(64)
-        self.lastact_relu = nn.ReLU()
-        self.head_pool = GlobalPool("avg")
-        self.head_fc = nn.Linear(64, 10)
+        self.num_classes = num_classes
+        self.num_features = 64
+        self.pretrained_cfg = self.default_cfg = dict(PRETRAINED_CFG)
+        self.stem = nn.Sequential(nn.Conv2d(in_chans, 16, kernel_size=3, padding=1, bias=False), nn.BatchNorm2d(16))
+        self.stage1 = nn.Sequential(*[Cell(channels=16, genotype=GENOTYPE) for _ in range(5)])
+        self.reduce1 = ResNetBasicBlock(in_ch=16, out=32)
+        self.stage2 = nn.Sequential(*[Cell(channels=32, genotype=GENOTYPE) for _ in range(5)])
+        self.reduce2 = ResNetBasicBlock(in_ch=32, out=64)
+        self.stage3 = nn.Sequential(*[Cell(channels=64, genotype=GENOTYPE) for _ in range(5)])
+        self.lastact = nn.Sequential(nn.BatchNorm2d(64), nn.ReLU())
+        self.head_drop = nn.Dropout(drop_rate)
+        self.head_fc = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -473,159 +105,41 @@ class Nb201Best6111(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, 32, 32) -> features (B, 64, 8, 8)."""
-        # stem:stem
-        stem = self.stem(x)
-        # nb201_cell:stage1.cell0
-        stage1_cell0_edge1__0 = self.stage1_cell0_edge1__0(stem)
-        stage1_cell0_edge2__0 = self.stage1_cell0_edge2__0(stem)
-        stage1_cell0_edge2__1 = self.stage1_cell0_edge2__1(stage1_cell0_edge1__0)
-        stage1_cell0_node2 = stage1_cell0_edge2__0 + stage1_cell0_edge2__1
-        stage1_cell0_edge3__1 = self.stage1_cell0_edge3__1(stage1_cell0_edge1__0)
-        stage1_cell0_edge3__2 = self.stage1_cell0_edge3__2(stage1_cell0_node2)
-        stage1_cell0_node3 = stem + stage1_cell0_edge3__1 + stage1_cell0_edge3__2
-        # nb201_cell:stage1.cell1
-        stage1_cell1_edge1__0 = self.stage1_cell1_edge1__0(stage1_cell0_node3)
-        stage1_cell1_edge2__0 = self.stage1_cell1_edge2__0(stage1_cell0_node3)
-        stage1_cell1_edge2__1 = self.stage1_cell1_edge2__1(stage1_cell1_edge1__0)
-        stage1_cell1_node2 = stage1_cell1_edge2__0 + stage1_cell1_edge2__1
-        stage1_cell1_edge3__1 = self.stage1_cell1_edge3__1(stage1_cell1_edge1__0)
-        stage1_cell1_edge3__2 = self.stage1_cell1_edge3__2(stage1_cell1_node2)
-        stage1_cell1_node3 = stage1_cell0_node3 + stage1_cell1_edge3__1 + stage1_cell1_edge3__2
-        # nb201_cell:stage1.cell2
-        stage1_cell2_edge1__0 = self.stage1_cell2_edge1__0(stage1_cell1_node3)
-        stage1_cell2_edge2__0 = self.stage1_cell2_edge2__0(stage1_cell1_node3)
-        stage1_cell2_edge2__1 = self.stage1_cell2_edge2__1(stage1_cell2_edge1__0)
-        stage1_cell2_node2 = stage1_cell2_edge2__0 + stage1_cell2_edge2__1
-        stage1_cell2_edge3__1 = self.stage1_cell2_edge3__1(stage1_cell2_edge1__0)
-        stage1_cell2_edge3__2 = self.stage1_cell2_edge3__2(stage1_cell2_node2)
-        stage1_cell2_node3 = stage1_cell1_node3 + stage1_cell2_edge3__1 + stage1_cell2_edge3__2
-        # nb201_cell:stage1.cell3
-        stage1_cell3_edge1__0 = self.stage1_cell3_edge1__0(stage1_cell2_node3)
-        stage1_cell3_edge2__0 = self.stage1_cell3_edge2__0(stage1_cell2_node3)
-        stage1_cell3_edge2__1 = self.stage1_cell3_edge2__1(stage1_cell3_edge1__0)
-        stage1_cell3_node2 = stage1_cell3_edge2__0 + stage1_cell3_edge2__1
-        stage1_cell3_edge3__1 = self.stage1_cell3_edge3__1(stage1_cell3_edge1__0)
-        stage1_cell3_edge3__2 = self.stage1_cell3_edge3__2(stage1_cell3_node2)
-        stage1_cell3_node3 = stage1_cell2_node3 + stage1_cell3_edge3__1 + stage1_cell3_edge3__2
-        # nb201_cell:stage1.cell4
-        stage1_cell4_edge1__0 = self.stage1_cell4_edge1__0(stage1_cell3_node3)
-        stage1_cell4_edge2__0 = self.stage1_cell4_edge2__0(stage1_cell3_node3)
-        stage1_cell4_edge2__1 = self.stage1_cell4_edge2__1(stage1_cell4_edge1__0)
-        stage1_cell4_node2 = stage1_cell4_edge2__0 + stage1_cell4_edge2__1
-        stage1_cell4_edge3__1 = self.stage1_cell4_edge3__1(stage1_cell4_edge1__0)
-        stage1_cell4_edge3__2 = self.stage1_cell4_edge3__2(stage1_cell4_node2)
-        stage1_cell4_node3 = stage1_cell3_node3 + stage1_cell4_edge3__1 + stage1_cell4_edge3__2
-        # residual:reduce1
-        x = self.reduce1_conv_a(stage1_cell4_node3)
-        reduce1_conv_b = self.reduce1_conv_b(x)
-        x = self.reduce1_downsample_pool(stage1_cell4_node3)
-        reduce1_downsample_conv = self.reduce1_downsample_conv(x)
-        reduce1_add = reduce1_conv_b + reduce1_downsample_conv
-        # nb201_cell:stage2.cell0
-        stage2_cell0_edge1__0 = self.stage2_cell0_edge1__0(reduce1_add)
-        stage2_cell0_edge2__0 = self.stage2_cell0_edge2__0(reduce1_add)
-        stage2_cell0_edge2__1 = self.stage2_cell0_edge2__1(stage2_cell0_edge1__0)
-        stage2_cell0_node2 = stage2_cell0_edge2__0 + stage2_cell0_edge2__1
-        stage2_cell0_edge3__1 = self.stage2_cell0_edge3__1(stage2_cell0_edge1__0)
-        stage2_cell0_edge3__2 = self.stage2_cell0_edge3__2(stage2_cell0_node2)
-        stage2_cell0_node3 = reduce1_add + stage2_cell0_edge3__1 + stage2_cell0_edge3__2
-        # nb201_cell:stage2.cell1
-        stage2_cell1_edge1__0 = self.stage2_cell1_edge1__0(stage2_cell0_node3)
-        stage2_cell1_edge2__0 = self.stage2_cell1_edge2__0(stage2_cell0_node3)
-        stage2_cell1_edge2__1 = self.stage2_cell1_edge2__1(stage2_cell1_edge1__0)
-        stage2_cell1_node2 = stage2_cell1_edge2__0 + stage2_cell1_edge2__1
-        stage2_cell1_edge3__1 = self.stage2_cell1_edge3__1(stage2_cell1_edge1__0)
-        stage2_cell1_edge3__2 = self.stage2_cell1_edge3__2(stage2_cell1_node2)
-        stage2_cell1_node3 = stage2_cell0_node3 + stage2_cell1_edge3__1 + stage2_cell1_edge3__2
-        # nb201_cell:stage2.cell2
-        stage2_cell2_edge1__0 = self.stage2_cell2_edge1__0(stage2_cell1_node3)
-        stage2_cell2_edge2__0 = self.stage2_cell2_edge2__0(stage2_cell1_node3)
-        stage2_cell2_edge2__1 = self.stage2_cell2_edge2__1(stage2_cell2_edge1__0)
-        stage2_cell2_node2 = stage2_cell2_edge2__0 + stage2_cell2_edge2__1
-        stage2_cell2_edge3__1 = self.stage2_cell2_edge3__1(stage2_cell2_edge1__0)
-        stage2_cell2_edge3__2 = self.stage2_cell2_edge3__2(stage2_cell2_node2)
-        stage2_cell2_node3 = stage2_cell1_node3 + stage2_cell2_edge3__1 + stage2_cell2_edge3__2
-        # nb201_cell:stage2.cell3
-        stage2_cell3_edge1__0 = self.stage2_cell3_edge1__0(stage2_cell2_node3)
-        stage2_cell3_edge2__0 = self.stage2_cell3_edge2__0(stage2_cell2_node3)
-        stage2_cell3_edge2__1 = self.stage2_cell3_edge2__1(stage2_cell3_edge1__0)
-        stage2_cell3_node2 = stage2_cell3_edge2__0 + stage2_cell3_edge2__1
-        stage2_cell3_edge3__1 = self.stage2_cell3_edge3__1(stage2_cell3_edge1__0)
-        stage2_cell3_edge3__2 = self.stage2_cell3_edge3__2(stage2_cell3_node2)
-        stage2_cell3_node3 = stage2_cell2_node3 + stage2_cell3_edge3__1 + stage2_cell3_edge3__2
-        # nb201_cell:stage2.cell4
-        stage2_cell4_edge1__0 = self.stage2_cell4_edge1__0(stage2_cell3_node3)
-        stage2_cell4_edge2__0 = self.stage2_cell4_edge2__0(stage2_cell3_node3)
-        stage2_cell4_edge2__1 = self.stage2_cell4_edge2__1(stage2_cell4_edge1__0)
-        stage2_cell4_node2 = stage2_cell4_edge2__0 + stage2_cell4_edge2__1
-        stage2_cell4_edge3__1 = self.stage2_cell4_edge3__1(stage2_cell4_edge1__0)
-        stage2_cell4_edge3__2 = self.stage2_cell4_edge3__2(stage2_cell4_node2)
-        stage2_cell4_node3 = stage2_cell3_node3 + stage2_cell4_edge3__1 + stage2_cell4_edge3__2
-        # residual:reduce2
-        x = self.reduce2_conv_a(stage2_cell4_node3)
-        reduce2_conv_b = self.reduce2_conv_b(x)
-        x = self.reduce2_downsample_pool(stage2_cell4_node3)
-        reduce2_downsample_conv = self.reduce2_downsample_conv(x)
-        reduce2_add = reduce2_conv_b + reduce2_downsample_conv
-        # nb201_cell:stage3.cell0
-        stage3_cell0_edge1__0 = self.stage3_cell0_edge1__0(reduce2_add)
-        stage3_cell0_edge2__0 = self.stage3_cell0_edge2__0(reduce2_add)
-        stage3_cell0_edge2__1 = self.stage3_cell0_edge2__1(stage3_cell0_edge1__0)
-        stage3_cell0_node2 = stage3_cell0_edge2__0 + stage3_cell0_edge2__1
-        stage3_cell0_edge3__1 = self.stage3_cell0_edge3__1(stage3_cell0_edge1__0)
-        stage3_cell0_edge3__2 = self.stage3_cell0_edge3__2(stage3_cell0_node2)
-        stage3_cell0_node3 = reduce2_add + stage3_cell0_edge3__1 + stage3_cell0_edge3__2
-        # nb201_cell:stage3.cell1
-        stage3_cell1_edge1__0 = self.stage3_cell1_edge1__0(stage3_cell0_node3)
-        stage3_cell1_edge2__0 = self.stage3_cell1_edge2__0(stage3_cell0_node3)
-        stage3_cell1_edge2__1 = self.stage3_cell1_edge2__1(stage3_cell1_edge1__0)
-        stage3_cell1_node2 = stage3_cell1_edge2__0 + stage3_cell1_edge2__1
-        stage3_cell1_edge3__1 = self.stage3_cell1_edge3__1(stage3_cell1_edge1__0)
-        stage3_cell1_edge3__2 = self.stage3_cell1_edge3__2(stage3_cell1_node2)
-        stage3_cell1_node3 = stage3_cell0_node3 + stage3_cell1_edge3__1 + stage3_cell1_edge3__2
-        # nb201_cell:stage3.cell2
-        stage3_cell2_edge1__0 = self.stage3_cell2_edge1__0(stage3_cell1_node3)
-        stage3_cell2_edge2__0 = self.stage3_cell2_edge2__0(stage3_cell1_node3)
-        stage3_cell2_edge2__1 = self.stage3_cell2_edge2__1(stage3_cell2_edge1__0)
-        stage3_cell2_node2 = stage3_cell2_edge2__0 + stage3_cell2_edge2__1
-        stage3_cell2_edge3__1 = self.stage3_cell2_edge3__1(stage3_cell2_edge1__0)
-        stage3_cell2_edge3__2 = self.stage3_cell2_edge3__2(stage3_cell2_node2)
-        stage3_cell2_node3 = stage3_cell1_node3 + stage3_cell2_edge3__1 + stage3_cell2_edge3__2
-        # nb201_cell:stage3.cell3
-        stage3_cell3_edge1__0 = self.stage3_cell3_edge1__0(stage3_cell2_node3)
-        stage3_cell3_edge2__0 = self.stage3_cell3_edge2__0(stage3_cell2_node3)
-        stage3_cell3_edge2__1 = self.stage3_cell3_edge2__1(stage3_cell3_edge1__0)
-        stage3_cell3_node2 = stage3_cell3_edge2__0 + stage3_cell3_edge2__1
-        stage3_cell3_edge3__1 = self.stage3_cell3_edge3__1(stage3_cell3_edge1__0)
-        stage3_cell3_edge3__2 = self.stage3_cell3_edge3__2(stage3_cell3_node2)
-        stage3_cell3_node3 = stage3_cell2_node3 + stage3_cell3_edge3__1 + stage3_cell3_edge3__2
-        # nb201_cell:stage3.cell4
-        stage3_cell4_edge1__0 = self.stage3_cell4_edge1__0(stage3_cell3_node3)
-        stage3_cell4_edge2__0 = self.stage3_cell4_edge2__0(stage3_cell3_node3)
-        stage3_cell4_edge2__1 = self.stage3_cell4_edge2__1(stage3_cell4_edge1__0)
-        stage3_cell4_node2 = stage3_cell4_edge2__0 + stage3_cell4_edge2__1
-        stage3_cell4_edge3__1 = self.stage3_cell4_edge3__1(stage3_cell4_edge1__0)
-        stage3_cell4_edge3__2 = self.stage3_cell4_edge3__2(stage3_cell4_node2)
-        x = stage3_cell3_node3 + stage3_cell4_edge3__1 + stage3_cell4_edge3__2
-        # head:head
-        x = self.lastact_bn(x)
-        x = self.lastact_relu(x)
-        return x
+    def get_classifier(self) -> nn.Module:
+        return self.head_fc
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        """Features (B, 64, 8, 8) -> (B, 10)."""
-        # head:head
-        x = self.head_pool(features)
-        x = self.head_fc(x)
-        return x
+    def reset_classifier(self, num_classes: int) -> None:
+        """A new classifier for ``num_classes`` outputs (0: none, the head returns its input)."""
+        self.num_classes = num_classes
+        self.head_fc = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, 32, 32) -> (B, 64, 8, 8)."""
+        x = self.stem(x)
+        x = self.stage1(x)
+        x = self.reduce1(x)
+        x = self.stage2(x)
+        x = self.reduce2(x)
+        x = self.stage3(x)
+        return self.lastact(x)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """(B, 64, 8, 8) -> (B, 10) (the classifier's input with ``pre_logits``)."""
+        x = x.mean(dim=(2, 3))
+        x = self.head_drop(x)
+        return x if pre_logits else self.head_fc(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, 32, 32) -> (B, 10)."""
         return self.forward_head(self.forward_features(x))
 
 
+def create_model(pretrained: bool = False, **kwargs: Any) -> Nb201Best6111:
+    """``Nb201Best6111(**kwargs)``; it was exported without trained weights (PRETRAINED_CFG['file'] is None)."""
+    if pretrained:
+        raise FileNotFoundError("Nb201Best6111 was exported without trained weights; use pretrained=False")
+    return Nb201Best6111(**kwargs)
+
+
 if __name__ == "__main__":
-    model = Nb201Best6111().eval()
-    print(model(torch.randn(2, 3, 32, 32)).shape)
+    print(create_model().eval()(torch.randn(2, 3, 32, 32)).shape)

@@ -83,7 +83,9 @@ class TensorDataset:
     """A classification dataset held in memory as tensors, split into train and validation.
 
     ``train_x``: (N_train, C, H, W) float32, normalised; ``train_y``: (N_train,) int64 in
-    [0, num_classes); likewise ``val_x`` / ``val_y``. ``input_shape`` = (C, H, W).
+    [0, num_classes); likewise ``val_x`` / ``val_y``. ``input_shape`` = (C, H, W). The loaders
+    record their normalisation: a raw pixel value v of channel c became
+    ``(v / max_pixel_value - mean[c]) / std[c]`` (empty ``mean`` / ``std``: not recorded).
     """
 
     name: str
@@ -92,6 +94,9 @@ class TensorDataset:
     val_x: torch.Tensor
     val_y: torch.Tensor
     num_classes: int
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+    max_pixel_value: float = 1.0
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -189,6 +194,9 @@ def _build(
         val_x=_normalise_(val_x, mean, std),
         val_y=torch.from_numpy(labels[val_idx].copy()),
         num_classes=num_classes,
+        mean=tuple(float(m) for m in mean),
+        std=tuple(float(s) for s in std),
+        max_pixel_value=float(scale),
     )
 
 

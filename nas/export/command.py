@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from nas.export.exporter import export
+from nas.export.pretrained import for_export
 from nas.export.weights import load_weights
 from nas.rundir import RunView
 from search_spaces.errors import InputError
@@ -18,8 +19,8 @@ from search_spaces.spaces.nb201 import NB201Space, arch_from_index
 
 
 def add_parser(sub: Any, positive: Any) -> None:
-    p = sub.add_parser("export", help="write an architecture as standalone PyTorch source (+ weights), ONNX or "
-                                      "TorchScript")
+    p = sub.add_parser("export", help="write an architecture as standalone PyTorch source (+ weights), ONNX, a "
+                                      "torch.export program or TorchScript")
     p.add_argument("run", nargs="?", default=None, help="run directory (with --trial ID or --best)")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--trial", type=int, default=None, help="trial id in the run")
@@ -31,8 +32,9 @@ def add_parser(sub: Any, positive: Any) -> None:
     p.add_argument("--img-size", type=positive, default=None, help="with --model")
     p.add_argument("--nb201-index", type=int, default=None, help="a NAS-Bench-201 cell in its macro skeleton")
     p.add_argument("--table", default=None, help="NAS-Bench-201 CSV (with --nb201-index)")
-    p.add_argument("--out", required=True, help="output file: NAME.py, NAME.onnx or NAME.pt")
-    p.add_argument("--format", default="python", choices=["python", "onnx", "torchscript"])
+    p.add_argument("--out", required=True, help="output file: NAME.py, NAME.onnx, NAME.pt2 or NAME.pt")
+    p.add_argument("--format", default="python", choices=["python", "onnx", "pt2", "torchscript"],
+                   help="pt2: torch.export (dynamic batch); torchscript is deprecated in torch, prefer pt2")
     p.add_argument("--seed", type=int, default=0, help="initialisation when there are no weights")
     p.add_argument("--allow-untrained", action="store_true",
                    help="export a run's trial that has no trained weights, with seed initialisation")
@@ -96,6 +98,7 @@ def _architecture(args: argparse.Namespace) -> tuple[ArchGraph, dict[str, torch.
 
 def cmd_export(args: argparse.Namespace) -> int:
     graph, weights, header = _architecture(args)
-    for path in export(graph, args.out, args.format, weights, header, seed=args.seed):
+    normalisation = for_export(graph, args.run, args.model, args.nb201_index is not None)
+    for path in export(graph, args.out, args.format, weights, header, seed=args.seed, normalisation=normalisation):
         print(f"wrote {path}")
     return 0

@@ -1,9 +1,11 @@
-"""``nas export``: write an architecture as standalone PyTorch source (+ weights), ONNX or TorchScript.
+"""``nas export``: write an architecture as standalone PyTorch source (+ weights), ONNX, a torch.export
+program or TorchScript.
 
 The architecture comes from a run (a trial, or the best), a graph JSON file, a reference model, or
-a NAS-Bench-201 index. Python export writes ``NAME.py`` (only torch imported) and, when weights
-are known, ``NAME.safetensors`` with the exported module's parameter names; ONNX and TorchScript
-are produced from the exported module itself and checked against the compiled graph.
+a NAS-Bench-201 index. Python export writes ``NAME.py`` (only torch imported; timm's model contract,
+with the input normalisation in its ``PRETRAINED_CFG``) and, when weights are known,
+``NAME.safetensors`` with the exported module's parameter names; ONNX, torch.export (``.pt2``) and
+TorchScript are produced from the exported module itself and checked against it.
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ import torch
 from torch import nn
 
 from nas.export.codegen import GeneratedModel, generate_model_source
+from nas.export.pretrained import Normalisation
 from search_spaces.compiler import GraphModule
 from search_spaces.errors import InputError
 from search_spaces.ir import ArchGraph
 
-FORMATS = ("python", "onnx", "torchscript")
+FORMATS = ("python", "onnx", "pt2", "torchscript")
+SUFFIXES = {"python": ".py", "onnx": ".onnx", "pt2": ".pt2", "torchscript": ".pt"}
 
 
 def class_name_for(stem: str) -> str:
@@ -82,27 +86,31 @@ def check_equivalence(model: nn.Module, compiled: GraphModule, atol: float = 1e-
 
 
 def export(graph: ArchGraph, out: str | Path, fmt: str = "python", weights: dict[str, torch.Tensor] | None = None,
-           header: dict[str, Any] | None = None, seed: int = 0) -> list[Path]:
+           header: dict[str, Any] | None = None, seed: int = 0,
+           normalisation: Normalisation | None = None) -> list[Path]:
     """Export ``graph`` to ``out``; ``weights``: a state_dict of the compiled GraphModule or of an
-    earlier export of the same graph (None: seed initialisation).
+    earlier export of the same graph (None: seed initialisation); ``normalisation``: the input the
+    weights expect, written into the source's ``PRETRAINED_CFG`` (None: none, see
+    :mod:`nas.export.pretrained`).
 
-    Returns the written paths. Raises ValueError for an unknown format or a bad output path.
+    Returns the written paths. Raises InputError for an unknown format or a bad output path.
     """
     from nas.export.weights import load_into, save_weights
 
     if fmt not in FORMATS:
         raise InputError(f"unknown export format {fmt!r}; choose one of {FORMATS}")
     out = Path(out)
-    suffix = {"python": ".py", "onnx": ".onnx", "torchscript": ".pt"}[fmt]
+    suffix = SUFFIXES[fmt]
     if out.suffix != suffix:
         raise InputError(f"--out for format {fmt} must end in {suffix}, got {out}")
     out.parent.mkdir(parents=True, exist_ok=True)
     compiled = GraphModule(graph, seed=seed)
     name = class_name_for(out.stem)
+    weights_file = out.with_suffix(".safetensors").name if weights is not None and fmt == "python" else None
     try:
-        generated = generate_model_source(graph, name, header)
+        generated = generate_model_source(graph, name, header, normalisation, weights_file)
     except ValueError:  # the name clashes with a class the file defines (e.g. ResidualBlock)
-        generated = generate_model_source(graph, f"{name}Model", header)
+        generated = generate_model_source(graph, f"{name}Model", header, normalisation, weights_file)
     if weights is not None:
         exported_keys = {v: k for k, v in generated.key_map.items()}
         if set(weights) != set(generated.key_map) and set(weights) == set(exported_keys):
@@ -125,6 +133,11 @@ def export(graph: ArchGraph, out: str | Path, fmt: str = "python", weights: dict
 
         export_onnx(model, compiled.input_shape, out)
         check_onnx(out, compiled, compiled.input_shape)
+        written.append(out)
+    elif fmt == "pt2":
+        from nas.export.formats import export_pt2
+
+        export_pt2(model, compiled.input_shape, out)
         written.append(out)
     else:
         from nas.export.formats import export_torchscript

@@ -1,12 +1,15 @@
-"""Deployable programs of a trained module: ONNX (checked with onnxruntime) and TorchScript.
+"""Deployable programs of a trained module: ONNX (checked with onnxruntime), torch.export and TorchScript.
 
 * :func:`export_onnx` uses torch's ``torch.export``-based ONNX exporter (``dynamo=True``, which
   needs ``onnx`` and ``onnxscript``) with a dynamic batch dimension; :func:`check_onnx` runs the
   file with onnxruntime and compares with the module. Install with ``pip install 'nas[onnx]'``.
+* :func:`export_pt2` captures the module with ``torch.export.export`` (a dynamic batch dimension),
+  saves the program with ``torch.export.save`` (``NAME.pt2``), reloads it with ``torch.export.load``
+  and compares it with the module at two batch sizes. ``torch.export`` is TorchScript's successor.
 * :func:`export_torchscript` traces the module (``torch.jit.trace``: the compiled graphs run a
   fixed plan, so tracing captures them exactly, attention included) and checks that the saved
-  program reloads and matches at another batch size. TorchScript is deprecated in torch 2.x but
-  still loads from C++ (libtorch) without Python.
+  program reloads and matches at another batch size. TorchScript is deprecated in torch 2.x (prefer
+  ``pt2``) but still loads from C++ (libtorch) without Python.
 
 Files are written atomically (temporary file in the same directory, fsync, rename). Modules are
 exported in eval mode (BatchNorm running statistics, no dropout); their train/eval mode is
@@ -17,6 +20,7 @@ tensor (B, *input_shape) to one tensor.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import warnings
@@ -206,6 +210,37 @@ def check_onnx(path: str | Path, module: nn.Module, input_shape: Sequence[int], 
     got = torch.from_numpy(session.run(None, {inputs[0].name: x.cpu().numpy()})[0])
     _compare(f"ONNX model {path.name}", got, want, atol, rtol)
     return (got - want).abs().max().item() if got.numel() else 0.0
+
+
+# ----------------------------------------------------------------------------- torch.export
+def export_pt2(module: nn.Module, input_shape: Sequence[int], path: str | Path, *, atol: float = 1e-5,
+               rtol: float = 1e-4) -> Path:
+    """Capture ``module`` (eval mode) with ``torch.export.export`` and save the program to ``path``.
+
+    Input (B, *input_shape) with a dynamic batch dimension B. The saved file is reloaded with
+    ``torch.export.load`` and its module compared with ``module`` at batch sizes 1 and 3, so a batch
+    size baked in by the export is caught. Returns the path; ExportError when torch.export cannot keep
+    the batch dynamic (the module's code depends on it) or the reloaded program differs.
+    """
+    with _eval_mode(module), _quiet():
+        x = _example(module, input_shape, _TRACE_BATCH, seed=0)
+        try:
+            program = torch.export.export(module, (x,), dynamic_shapes=({0: torch.export.Dim("batch")},))
+        except Exception as err:
+            raise ExportError(f"torch.export could not capture {type(module).__name__} with a dynamic batch "
+                              f"dimension: {_first_line(err)}") from err
+        buffer = io.BytesIO()
+        torch.export.save(program, buffer)
+        path = _write_atomic(path, lambda tmp: tmp.write_bytes(buffer.getvalue()))
+        try:
+            loaded = torch.export.load(str(path)).module()
+        except Exception as err:
+            raise ExportError(f"the saved torch.export program {path} does not load: {_first_line(err)}") from None
+        for batch, seed in ((1, 1), (_CHECK_BATCH, 2)):
+            check = _example(module, input_shape, batch, seed)
+            _compare(f"torch.export program {path.name} at batch {batch}", loaded(check).float().cpu(),
+                     module(check).float().cpu(), atol, rtol)
+    return path
 
 
 # ----------------------------------------------------------------------------- TorchScript

@@ -21,12 +21,11 @@ LINE = 120
 
 @dataclass(frozen=True)
 class Call:
-    """``func(*args, **kwargs)``; ``split`` always puts one argument per line (e.g. ``nn.Sequential``)."""
+    """``func(*args, **kwargs)``."""
 
     func: str
     args: tuple[Expr, ...] = ()
     kwargs: tuple[tuple[str, Expr], ...] = ()
-    split: bool = False
 
     def items(self) -> list[tuple[str, Expr]]:
         return [("", a) for a in self.args] + [(f"{k}=", v) for k, v in self.kwargs]
@@ -44,7 +43,9 @@ Expr = str | Call | Seq
 
 
 def lit(value: Any) -> str:
-    """Python literal for a bool, None, int, finite float or str; ValueError otherwise."""
+    """Python literal for a bool, None, int, finite float, str, or a tuple of them; ValueError otherwise."""
+    if isinstance(value, tuple):
+        return "(" + ", ".join(lit(v) for v in value) + ("," if len(value) == 1 else "") + ")"
     if value is None or isinstance(value, bool):
         return repr(value)
     if isinstance(value, int):
@@ -92,14 +93,12 @@ def render(e: Expr, indent: int, prefix: str = "", suffix: str = "") -> list[str
     """Lines of ``prefix + e + suffix`` at ``indent`` spaces, broken to stay within :data:`LINE`."""
     pad = " " * indent
     one_line = pad + prefix + flat(e) + suffix
-    forced = isinstance(e, Call) and e.split and len(e.items()) > 1
-    if isinstance(e, str) or (not forced and len(one_line) <= LINE):
+    if isinstance(e, str) or len(one_line) <= LINE:
         return [one_line]
     if isinstance(e, Call):
-        if not e.split:
-            filled = _fill(e, indent, prefix, suffix)
-            if filled is not None:
-                return filled
+        filled = _fill(e, indent, prefix, suffix)
+        if filled is not None:
+            return filled
         opening, closing, items, sep = e.func + "(", ")", e.items(), ","
     elif e.kind == "sum":
         opening, closing, sep = "(", ")", ""
@@ -111,6 +110,20 @@ def render(e: Expr, indent: int, prefix: str = "", suffix: str = "") -> list[str
         lines += render(item, indent + 4, item_prefix, sep)
     lines.append(pad + closing + suffix)
     return lines
+
+
+def pack(items: list[str], indent: int, width: int = LINE) -> list[str]:
+    """``items`` joined by ``, `` (each followed by a comma) on as few lines of ``width`` as fit."""
+    lines: list[str] = []
+    current = ""
+    for item in items:
+        piece = item + ","
+        if current and indent + len(current) + 1 + len(piece) > width:
+            lines.append(" " * indent + current)
+            current = piece
+        else:
+            current = f"{current} {piece}" if current else piece
+    return [*lines, " " * indent + current] if current else lines
 
 
 def identifier(raw: str, taken: set[str], reserved: frozenset[str] | set[str], fallback: str = "m") -> str:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from search_spaces import blocks
+from search_spaces.ir import ArchGraph
 from search_spaces.ops import Shape
 
 # ----------------------------------------------------------------------------- helper sources
@@ -51,6 +52,26 @@ def bn_relu_conv(in_ch: int, out: int, kernel: int, stride: int = 1) -> nn.Seque
     """Pre-activation unit BN -> ReLU -> conv k x k (no bias): (B, in_ch, H, W) -> (B, out, H/stride, W/stride)."""
     return nn.Sequential(nn.BatchNorm2d(in_ch), nn.ReLU(),
                          nn.Conv2d(in_ch, out, kernel, stride, (kernel - 1) // 2, bias=False))
+''', ())
+
+HELPERS["relu_conv_bn"] = ('''
+def relu_conv_bn(in_ch: int, out: int, kernel: int, stride: int = 1) -> nn.Sequential:
+    """ReLU -> conv k x k ('same' padding, no bias) -> BN: (B, in_ch, H, W) -> (B, out, H/stride, W/stride)."""
+    return nn.Sequential(nn.ReLU(), nn.Conv2d(in_ch, out, kernel, stride, (kernel - 1) // 2, bias=False),
+                         nn.BatchNorm2d(out))
+''', ())
+
+HELPERS["sep_conv"] = ('''
+def sep_conv(in_ch: int, out: int, kernel: int, stride: int = 1, dilation: int = 1, repeats: int = 2) -> nn.Sequential:
+    """DARTS separable conv, (ReLU -> depthwise k x k -> pointwise 1x1 -> BN) x ``repeats`` (the stride on the
+    first): (B, in_ch, H, W) -> (B, out, H/stride, W/stride). repeats=1 with dilation 2 is DARTS' dil_conv."""
+    layers: list[nn.Module] = []
+    for r in range(repeats):
+        width = out if r == repeats - 1 else in_ch
+        layers += [nn.ReLU(), nn.Conv2d(in_ch, in_ch, kernel, stride if r == 0 else 1, (kernel - 1) // 2 * dilation,
+                                        dilation, groups=in_ch, bias=False),
+                   nn.Conv2d(in_ch, width, 1, bias=False), nn.BatchNorm2d(width)]
+    return nn.Sequential(*layers)
 ''', ())
 
 HELPERS["FactorizedReduce"] = ('''
@@ -397,54 +418,92 @@ def _sanitize(suffix: str) -> str:
     return re.sub(r"[^0-9A-Za-z_]", "_", suffix)
 
 
+def recorded_args(graph: ArchGraph, tag: str, name: str, shapes: dict[str, Shape]) -> dict[str, Any] | None:
+    """The arguments the block template was called with (``graph.blocks``), None if none were recorded."""
+    args = graph.blocks.get(tag)
+    return None if args is None else dict(args)
+
+
+def single_source(graph: ArchGraph, name: str, members: set[str]) -> list[str] | None:
+    """The one node outside ``members`` that the members read, None if there are several."""
+    sources = {s for n in members for s in graph.inputs_of(n) if s not in members}
+    return list(sources) if len(sources) == 1 else None
+
+
+def on_one_input(template: Callable[..., str]) -> Callable[..., str]:
+    """``template(graph, x, name, **args)`` called as ``(graph, [x], name, **args)``."""
+    return lambda graph, sources, name, **args: template(graph, sources[0], name, **args)
+
+
 @dataclass(frozen=True)
 class BlockSpec:
-    """How block kind ``kind`` is exported as class ``class_name``.
+    """How an instance of block kind ``kind`` is exported as class ``class_name``.
 
-    ``template`` is the :mod:`search_spaces.blocks` function the class mirrors (called as
-    ``template(graph, x, name, **recorded_args)``); ``ctor(recorded_args, input_shape)`` gives the
-    constructor keyword arguments; ``renames`` maps node-id suffixes to attribute names where they
-    differ from the sanitised suffix; ``helpers`` are the helper sources the class uses.
+    ``template(graph, sources, name, **args)`` is the function that builds the block's nodes (re-run
+    on a scratch graph to check an instance); ``args(graph, tag, name, shapes)`` gives its arguments
+    (default: the recorded ones; ``shapes``: every node's output shape) and ``sources(graph, name,
+    members)`` the nodes the block reads, in the order of the class's forward arguments (default: the
+    single outside input). ``ctor(args, source_shapes)``
+    gives the constructor keyword arguments. ``path(suffix, args)`` is the submodule (dotted path)
+    of the node with id ``<block name>.<suffix>`` (default: ``renames`` or the sanitised suffix).
+    ``source(instances)`` is the class's text for the constructor arguments of the instances a file
+    uses (None: every variant, for checking); ``constant(param, kwargs)`` names the module-level
+    constant a tuple-valued argument is written to. The helpers a class calls are found in its text.
     """
 
     kind: str
     class_name: str
-    source: str
+    text: str | Callable[[list[dict[str, Any]] | None], str]
     template: Callable[..., str]
-    ctor: Callable[[dict[str, Any], Shape], dict[str, Any]]
-    helpers: tuple[str, ...]
+    ctor: Callable[[dict[str, Any], list[Shape]], dict[str, Any]]
     renames: tuple[tuple[str, str], ...] = ()
+    args: Callable[[ArchGraph, str, str, dict[str, Shape]], dict[str, Any] | None] = recorded_args
+    sources: Callable[[ArchGraph, str, set[str]], list[str] | None] = single_source
+    paths: Callable[[str, dict[str, Any]], str] | None = None
+    constant: Callable[[str, dict[str, Any]], str] | None = None
 
-    def attr(self, suffix: str) -> str:
-        """Submodule attribute of the node with id ``<block name>.<suffix>``."""
+    def path(self, suffix: str, args: dict[str, Any]) -> str:
+        """Submodule of the node with id ``<block name>.<suffix>``."""
+        if self.paths is not None:
+            return self.paths(suffix, args)
         return dict(self.renames).get(suffix, _sanitize(suffix))
 
+    def source(self, instances: list[dict[str, Any]] | None = None) -> str:
+        return self.text if isinstance(self.text, str) else self.text(instances)
 
-def _with_in_ch(args: dict[str, Any], shape: Shape) -> dict[str, Any]:
-    return {"in_ch": shape.channels, **args}
+    def constant_name(self, param: str, kwargs: dict[str, Any]) -> str:
+        return self.constant(param, kwargs) if self.constant is not None else param.upper()
 
 
-def _attention_ctor(args: dict[str, Any], shape: Shape) -> dict[str, Any]:
+def _with_in_ch(args: dict[str, Any], shapes: list[Shape]) -> dict[str, Any]:
+    return {"in_ch": shapes[0].channels, **args}
+
+
+def _attention_ctor(args: dict[str, Any], shapes: list[Shape]) -> dict[str, Any]:
     if args.get("pos", "none") == "none":
         return dict(args)
+    shape = shapes[0]
     length = shape.dims[1] * shape.dims[2] if shape.kind == "map" else shape.dims[0]
     return {**args, "length": length}
 
 
+def _as_recorded(args: dict[str, Any], shapes: list[Shape]) -> dict[str, Any]:
+    return dict(args)
+
+
 BLOCKS: dict[str, BlockSpec] = {spec.kind: spec for spec in (
-    BlockSpec("residual", "ResidualBlock", RESIDUAL, blocks.residual_block, lambda a, s: dict(a), ("conv_bn",),
+    BlockSpec("residual", "ResidualBlock", RESIDUAL, on_one_input(blocks.residual_block), _as_recorded,
               (("add", "relu"),)),
-    BlockSpec("preact_residual", "PreActResidualBlock", PREACT_RESIDUAL, blocks.preact_residual_block,
-              lambda a, s: dict(a), ("bn_relu_conv",)),
-    BlockSpec("inception", "InceptionBlock", INCEPTION, blocks.inception_block, _with_in_ch, ("conv_bn",)),
-    BlockSpec("dense", "DenseBlock", DENSE, blocks.dense_block, _with_in_ch, ("bn_relu_conv",)),
-    BlockSpec("transition", "Transition", TRANSITION, blocks.transition, _with_in_ch, ("bn_relu_conv",)),
-    BlockSpec("highway", "HighwayBlock", HIGHWAY, blocks.highway_block, lambda a, s: dict(a),
-              ("conv_bn", "HighwayGate")),
-    BlockSpec("attention", "AttentionBlock", ATTENTION, blocks.attention_block, _attention_ctor,
-              ("SelfAttention",)),
+    BlockSpec("preact_residual", "PreActResidualBlock", PREACT_RESIDUAL, on_one_input(blocks.preact_residual_block),
+              _as_recorded),
+    BlockSpec("inception", "InceptionBlock", INCEPTION, on_one_input(blocks.inception_block), _with_in_ch),
+    BlockSpec("dense", "DenseBlock", DENSE, on_one_input(blocks.dense_block), _with_in_ch),
+    BlockSpec("transition", "Transition", TRANSITION, on_one_input(blocks.transition), _with_in_ch),
+    BlockSpec("highway", "HighwayBlock", HIGHWAY, on_one_input(blocks.highway_block), _as_recorded),
+    BlockSpec("attention", "AttentionBlock", ATTENTION, on_one_input(blocks.attention_block), _attention_ctor),
 )}
-"""Block kinds exported as named classes, in the order their classes appear in a model file."""
+"""Block kinds exported as named classes (the building blocks of :mod:`search_spaces.blocks`), in the
+order their classes appear in a model file."""
 
 RESET_PARAMETERS = '''
     def reset_parameters(self) -> None:
@@ -474,5 +533,5 @@ def library_source() -> str:
     """All helpers and block classes as one module body (the generator executes it to check structures)."""
     parts = ["import math\n\nimport torch\nfrom torch import nn\n"]
     parts += [source for source, _ in HELPERS.values()]
-    parts += [spec.source for spec in BLOCKS.values()]
+    parts += [spec.source() for spec in BLOCKS.values()]
     return "\n".join(parts)

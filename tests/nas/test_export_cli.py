@@ -10,6 +10,7 @@ from datapaths import NB201_TABLE
 from test_export_weights import fabricated_run
 
 from nas.cli import main
+from nas.datasets import load_digits
 from nas.export.exporter import import_source
 from nas.export.weights import load_weights, read_metadata
 from nas.rundir import RunView
@@ -38,6 +39,27 @@ def test_export_best_trial_of_a_run_with_its_weights(tmp_path: Path, capsys: pyt
     assert read_metadata(out.with_suffix(".safetensors"))["class_name"] == "BestNet"
 
 
+def test_a_runs_export_records_its_datasets_normalisation(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    fabricated_run(run_dir)  # trained on digits (the configuration's default dataset)
+    out = tmp_path / "best.py"
+    assert main(["export", str(run_dir), "--best", "--out", str(out)]) == 0
+    cfg = import_source(out).PRETRAINED_CFG
+    digits = load_digits()
+    assert (cfg["dataset"], cfg["max_pixel_value"], cfg["mean"], cfg["std"]) == ("digits", 16.0, digits.mean,
+                                                                                 digits.std)
+    assert cfg["file"] == "best.safetensors" and cfg["input_size"] == (1, 8, 8)
+    model = import_source(out).create_model(pretrained=True)  # the weights beside the file, checked
+    assert model(torch.randn(2, 1, 8, 8)).shape == (2, 4)
+
+
+def test_torchscript_is_marked_deprecated(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["export", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "torchscript is deprecated in torch, prefer pt2" in text and "pt2: torch.export" in text
+
+
 def test_trial_without_weights_is_exported_with_seed_initialisation(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     fabricated_run(run_dir)
@@ -60,8 +82,8 @@ def test_untrained_export_is_refused_with_the_reason(tmp_path: Path, capsys: pyt
     assert "trial 0" in message and "no trained weights" in message
 
 
-@pytest.mark.parametrize("fmt, suffix", [("onnx", ".onnx"), ("torchscript", ".pt")])
-def test_reference_model_to_onnx_and_torchscript(tmp_path: Path, fmt: str, suffix: str) -> None:
+@pytest.mark.parametrize("fmt, suffix", [("onnx", ".onnx"), ("pt2", ".pt2"), ("torchscript", ".pt")])
+def test_reference_model_to_onnx_pt2_and_torchscript(tmp_path: Path, fmt: str, suffix: str) -> None:
     out = tmp_path / f"r18{suffix}"
     assert main(["export", "--model", "resnet18", "--num-classes", "5", "--img-size", "32", "--format", fmt,
                  "--out", str(out)]) == 0
@@ -72,8 +94,11 @@ def test_reference_model_to_onnx_and_torchscript(tmp_path: Path, fmt: str, suffi
 def test_nb201_cell_by_index(tmp_path: Path) -> None:
     out = tmp_path / "cell.py"
     assert main(["export", "--nb201-index", "6111", "--table", str(NB201_TABLE), "--out", str(out)]) == 0
-    model = import_source(out).Cell()
+    module = import_source(out)
+    model = module.create_model()
+    assert type(model).__name__ == "CellModel"  # "Cell" is the cell class the file defines
     assert sum(p.numel() for p in model.parameters()) == 1_073_466
+    assert module.PRETRAINED_CFG["dataset"] == "cifar10"  # the benchmark's training data
 
 
 def test_graph_file_with_weights_of_an_earlier_export(tmp_path: Path) -> None:

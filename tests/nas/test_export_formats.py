@@ -1,4 +1,4 @@
-"""ONNX (checked with onnxruntime) and TorchScript exports of compiled graphs (nas.export.formats).
+"""ONNX (checked with onnxruntime), torch.export and TorchScript exports of compiled graphs (nas.export.formats).
 
 Tiny members of the macro space, one per block kind that needs its own ops: convs, a residual
 stage (sum merge), attention (mhsa over the map's positions) and highway gates.
@@ -18,6 +18,7 @@ from nas.export.formats import (
     MissingDependencyError,
     check_onnx,
     export_onnx,
+    export_pt2,
     export_torchscript,
     require_onnx,
 )
@@ -105,6 +106,28 @@ def test_missing_onnx_packages_say_how_to_install(monkeypatch: pytest.MonkeyPatc
                 export_onnx(nn.Linear(4, 2), (4,), tmp_path / "m.onnx")
             with pytest.raises(ImportError, match=r"nas\[onnx\]"):
                 check_onnx(tmp_path / "m.onnx", nn.Linear(4, 2), (4,))
+    assert only_file(tmp_path) == []
+
+
+# ----------------------------------------------------------------------------- torch.export
+@pytest.mark.parametrize("block", BLOCKS)
+def test_pt2_round_trip_with_a_dynamic_batch(tmp_path: Path, block: str) -> None:
+    module = macro_module(block)
+    path = export_pt2(module, SHAPE, tmp_path / f"{block}.pt2")
+    assert module.training and only_file(tmp_path) == [f"{block}.pt2"]
+    loaded = torch.export.load(str(path))
+    batch = loaded.graph_signature.user_inputs[0]
+    assert not isinstance(next(n for n in loaded.graph.nodes if n.name == batch).meta["val"].shape[0], int)
+    module.eval()
+    for size in (1, 5):
+        x = torch.randn(size, *SHAPE)
+        with torch.no_grad():
+            torch.testing.assert_close(loaded.module()(x), module(x), atol=1e-5, rtol=1e-4)
+
+
+def test_pt2_refuses_a_module_whose_code_depends_on_the_batch(tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match=r"torch\.export could not capture BatchTwoOnly with a dynamic batch"):
+        export_pt2(BatchTwoOnly(), (4,), tmp_path / "bad.pt2")
     assert only_file(tmp_path) == []
 
 
