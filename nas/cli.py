@@ -29,6 +29,7 @@ from nas.datasets import load_dataset
 from nas.evaluators import DOWNLOADABLE
 from nas.experiment import Experiment
 from nas.export.command import add_parser as add_export_parser
+from nas.front import PARETO_PNG, front_rows, plot_front
 from nas.journal import repair_journal
 from nas.progress import format_table, history_rows, leaderboard_rows, plot_progress
 from nas.ray_backend import SearchInterrupted
@@ -167,7 +168,7 @@ STRATEGY_FLAGS = ("population_size", "sample_size", "initial_mutations", "rounds
 TRAIN_FLAGS = ("epochs", "batch_size", "optimizer", "lr", "weight_decay")
 DATA_FLAGS = ("dataset", "data_root", "val_fraction", "data_limit")  # data_limit: the data's "limit"
 OBJECTIVE_FLAGS = ("metric", "max_params", "max_mflops", "max_latency_ms", "params_penalty", "flops_penalty",
-                   "latency_penalty")
+                   "latency_penalty", "objectives")
 
 
 def given_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -221,9 +222,14 @@ def cmd_search(args: argparse.Namespace) -> int:
               f"{protocol.seconds:,.0f} of {config.time_budget:,.0f} simulated seconds")
         print(f"  returned {NB201Space().to_string(protocol.best_arch)}")
         print(f"  12-epoch valid acc {protocol.best_valid_12ep:.2f}, 200-epoch test acc {protocol.test_acc:.2f}")
-    else:
+    view = RunView(run_dir)
+    if view.multi:
+        print(f"\nPareto front ({len(view.pareto_front())} of {view.num_done} trials; pick one with `nas export "
+              f"{run_dir} --pareto-pick ...`):")
+        print(format_table(front_rows(view)))
+    elif result.protocol is None:
         print()
-        print(format_table(leaderboard_rows(RunView(run_dir))))
+        print(format_table(leaderboard_rows(view)))
     print(f"\nrun directory: {run_dir} (rerun the same command to resume; `nas show {run_dir}`)")
     return 0
 
@@ -232,16 +238,22 @@ def cmd_show(args: argparse.Namespace) -> int:
     run = RunView(args.run)
     print(f"run {args.run}: {run.num_done}/{run.max_trials} trials done, {run.num_failed} failed, "
           f"{len(run.pending)} pending")
-    print("\nleaderboard:")
-    print(format_table(leaderboard_rows(run, args.top)))
+    if args.pareto or run.multi:
+        print(f"\nPareto front of {', '.join(str(c) for c in run.criteria) or 'one objective'}:")
+        print(format_table(front_rows(run)))  # a single-objective run: one clear error
+    else:
+        print("\nleaderboard:")
+        print(format_table(leaderboard_rows(run, args.top)))
     if args.history:
         print("\nhistory:")
         print(format_table(history_rows(run)))
     if run.num_done:
-        try:
-            print(f"\nplot: {plot_progress(run, Path(args.run) / PROGRESS_PNG)}")
-        except OSError as err:  # a read-only run directory (an archived run, another user's run)
-            print(f"\nplot: not written ({Path(args.run) / PROGRESS_PNG}: {err.strerror or err})")
+        plots = [(plot_progress, PROGRESS_PNG)] + ([(plot_front, PARETO_PNG)] if run.multi else [])
+        for plot, name in plots:
+            try:
+                print(f"\nplot: {plot(run, Path(args.run) / name)}")
+            except OSError as err:  # a read-only run directory (an archived run, another user's run)
+                print(f"\nplot: not written ({Path(args.run) / name}: {err.strerror or err})")
     return 0
 
 
@@ -315,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--config", default=None, help="settings file (TOML, YAML or JSON; a run's config.json works); "
                                                    "flags given override it")
     g.add_argument("--strategy", default=None,
-                   help="evolution (default) | evolution-annealed | random | tpe | combo | darts")
+                   help="evolution (default) | evolution-annealed | random | tpe | nsga2 | combo | darts")
     g.add_argument("--space", default=None,
                    help="search space: macro | nb201 | darts | binary (default: macro; darts for --strategy darts; "
                         "nb201 in benchmark mode)")
@@ -359,6 +371,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--params-penalty", type=_fraction, default=None, help="per million parameters")
     g.add_argument("--flops-penalty", type=_fraction, default=None, help="per GFLOP")
     g.add_argument("--latency-penalty", type=_fraction, default=None, help="per millisecond")
+    g.add_argument("--objectives", default=None,
+                   help="a multi-objective search: comma-separated metrics, e.g. val_acc,latency_ms (accuracies "
+                        "maximised; latency, params, flops, losses minimised; NAME:max / NAME:min to say); params, "
+                        "flops and latency_ms (on the trial's device) are measured for every trial; in benchmark "
+                        "mode the table's columns, e.g. valid_acc_12ep,latency_pixel3_ms")
     g = p.add_argument_group("execution (Ray Tune)")
     g.add_argument("--address", default=None, help="join this Ray cluster ('auto' or host:port); default: local")
     g.add_argument("--cpus-per-trial", type=_fraction, default=1.0)
@@ -386,6 +403,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("--top", type=_positive, default=10)
     p.add_argument("--history", action="store_true", help="also list every trial")
+    p.add_argument("--pareto", action="store_true",
+                   help="the Pareto front of a multi-objective run (shown for one by default) and pareto.png")
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("repair", help="set a run journal's damaged lines aside (with a backup) so it resumes")

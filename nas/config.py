@@ -35,9 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from nas.methods.registry import ONE_SHOT, method_names
-from nas.objective import Objective
-from nas.strategies import STRATEGIES
-from nas.trainer import TrainConfig
+from nas.objective import COST_METRICS, Objective
+from nas.strategies import MULTI_OBJECTIVE, STRATEGIES
+from nas.trainer import REPORTED_METRICS, TrainConfig
 from search_spaces.errors import InputError
 from search_spaces.spaces import SPACES
 
@@ -231,9 +231,13 @@ def resolve_config(given: Mapping[str, Any], *, strategy_class: type | None = No
                               "by itself")
 
     objective = _objective(given.get("objective") or {})
+    _check_objectives(objective, evaluator, one_shot is not None, strategy, strategy_class)
     scheduler = given.get("scheduler", "fifo")
     if scheduler not in SCHEDULERS:
         raise ConfigError(f"unknown scheduler {scheduler!r}; choose one of {SCHEDULERS}")
+    if scheduler != "fifo" and objective.multi:
+        raise ConfigError(f"scheduler {scheduler!r} ranks trials by one score and would stop the front's cheaper, "
+                          "less accurate trade-offs early; a multi-objective search needs the fifo scheduler")
     if scheduler != "fifo" and (one_shot is not None or benchmark):
         raise ConfigError(f"scheduler {scheduler!r} stops multi-trial searches' trials early; it does not apply "
                           f"to {'benchmark mode' if benchmark else 'strategy ' + repr(strategy)}")
@@ -294,6 +298,30 @@ def _data_config(given: Any) -> DataConfig:
 
 def _objective(given: Any) -> Objective:
     return Objective.from_dict(dict(_mapping("objective", given)))
+
+
+def _check_objectives(objective: Objective, evaluator: str, one_shot: bool, strategy: str,
+                      strategy_class: type | None) -> None:
+    """Objectives the evaluator can produce and a strategy that can search them (benchmark columns are
+    checked against the table when it is loaded)."""
+    if not objective.objectives:
+        return
+    if evaluator == "trainer" and not one_shot:
+        known = (*REPORTED_METRICS, *COST_METRICS)
+        unknown = [c.name for c in objective.criteria if c.name not in known]
+        if unknown:
+            raise ConfigError(f"objective(s) {unknown}: the built-in trainer reports {list(known)}")
+    if not objective.multi:
+        return
+    if one_shot:
+        raise ConfigError(f"strategy {strategy!r} derives one architecture from a supernet; a multi-objective "
+                          f"search needs a multi-trial strategy: {list(MULTI_OBJECTIVE)}")
+    if strategy_class is not None:
+        if not getattr(strategy_class, "multi_objective", False):
+            raise ConfigError(f"strategy class {_qualname(strategy_class)} is single-objective (multi_objective is "
+                              f"not True); {len(objective.criteria)} objectives need one that is")
+    elif strategy not in MULTI_OBJECTIVE:
+        raise ConfigError(f"strategy {strategy!r} has no multi-objective form; choose one of {list(MULTI_OBJECTIVE)}")
 
 
 def _mapping(name: str, value: Any) -> dict[str, Any]:

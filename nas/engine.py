@@ -15,16 +15,17 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from nas.benchmarks.nb201 import NB201Table, ProtocolResult, run_protocol
+from nas.benchmarks.nb201 import DEFAULT_CRITERIA, NB201Table, ProtocolResult, run_protocol
 from nas.config import LOCAL, Execution, SearchConfig
 from nas.evaluators import Evaluator, Trainer
 from nas.journal import Journal
 from nas.methods.multi_trial import MultiTrial, trial_payload
 from nas.methods.registry import ONE_SHOT
+from nas.objective import Criterion
 from nas.progress import Progress, plot_progress
 from nas.ray_backend import TrialSource, dispatch
 from nas.run import SearchRun
-from nas.rundir import PROGRESS_PNG, write_space_spec
+from nas.rundir import PROGRESS_PNG, write_data_stats, write_space_spec
 from nas.strategies import make_strategy
 from nas.strategies.base import Strategy
 from search_spaces.errors import InputError
@@ -68,12 +69,24 @@ def build_space(config: SearchConfig, evaluator: Evaluator | None,
 
 
 def build_strategy(config: SearchConfig, space: SearchSpace, strategy: Strategy | None = None) -> Strategy:
+    """The configured strategy (searching as many objectives as the configuration has), or the user's
+    own instance, checked to search that many."""
+    wanted = len(config.objective.criteria) if config.objective.multi else 1
     if strategy is not None:
+        if strategy.num_objectives != wanted:
+            raise InputError(f"the strategy instance searches {strategy.num_objectives} objective(s) but the "
+                             f"objective has {wanted}: build it with num_objectives={wanted}")
         return strategy
     try:
-        return make_strategy(config.strategy, space, seed=config.seed, **config.strategy_options)
+        return make_strategy(config.strategy, space, seed=config.seed, num_objectives=wanted,
+                             **config.strategy_options)
     except TypeError as err:
         raise InputError(f"bad option for strategy {config.strategy!r}: {err}") from None
+
+
+def search_criteria(config: SearchConfig) -> tuple[Criterion, ...]:
+    """The objectives a run records per trial: all of them when there are two or more, else none."""
+    return config.objective.criteria if config.objective.multi else ()
 
 
 def build_source(config: SearchConfig, run_dir: Path, *, space: SearchSpace | None = None,
@@ -94,11 +107,14 @@ def build_source(config: SearchConfig, run_dir: Path, *, space: SearchSpace | No
     else:
         identify, feasibility = trial_payload(built, config.objective)
         run = SearchRun(run_dir, config.to_dict(), built, build_strategy(config, built, strategy), config.trials,
-                        identify=identify, feasibility=feasibility, graph_of=lambda payload: payload[0])
+                        identify=identify, feasibility=feasibility, graph_of=lambda payload: payload[0],
+                        criteria=search_criteria(config))
         seed = config.train.seed if config.train is not None else config.seed
         source = MultiTrial(run, ev, config.objective, seed=seed, gpus=execution.gpus_per_trial, log=log)
     if options is not None:  # after the run directory accepted the configuration
         write_space_spec(run_dir, config.space, options)
+    if isinstance(ev, Trainer) and ev.data is not None and ev.data.mean:
+        write_data_stats(run_dir, ev.data.name, ev.data.mean, ev.data.std, ev.data.max_pixel_value)
     return source
 
 
@@ -139,18 +155,27 @@ def run_benchmark(config: SearchConfig, run_dir: str | Path,
     if config.table is None or config.time_budget is None:
         raise InputError("benchmark mode needs a table and a time budget")
     table = NB201Table(config.table)
+    criteria = config.objective.criteria if config.objective.objectives else DEFAULT_CRITERIA
+    for criterion in criteria:
+        table.column(criterion.name)  # a name that is not an objective column: one error, before any query
     space = make_space("nb201")
     run = SearchRun(run_dir, config.to_dict(), space, build_strategy(config, space, strategy), config.trials,
                     identify=lambda arch: (space.to_string(arch), arch), dedup=False, durable=False,
-                    snapshot_every=0)
+                    snapshot_every=0, criteria=search_criteria(config))
 
     def ask() -> tuple[int, Any] | None:
         nxt = run.next_trial()
         return None if nxt is None else (nxt[0].trial, nxt[1])
 
+    def tell(trial: int, fitness: float | tuple[float, ...]) -> None:
+        signed = fitness if isinstance(fitness, tuple) else (fitness,)
+        values = [c.signed(f) for c, f in zip(criteria, signed, strict=True)]  # signing twice: the column's value
+        run.finish(trial, signed[0], metrics={c.name: v for c, v in zip(criteria, values, strict=True)},
+                   values=values if run.multi else None)
+
     done = [space.from_json(r.arch) for r in sorted(run.records.values(), key=lambda r: r.trial) if r.done]
     try:
-        result = run_protocol(ask, run.finish, table, time_budget=config.time_budget, done=done)
+        result = run_protocol(ask, tell, table, time_budget=config.time_budget, done=done, criteria=criteria)
     finally:
         run.close()
     return run, result

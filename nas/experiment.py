@@ -26,7 +26,8 @@ from search_spaces.spaces.base import SearchSpace
 
 @dataclass(frozen=True)
 class TrialResult:
-    """One finished trial: ``arch`` (the space's member), ``score``, ``trial`` (id), ``metrics``."""
+    """One finished trial: ``arch`` (the space's member), ``score``, ``trial`` (id), ``metrics``;
+    multi-objective, ``values``: each objective's value by name."""
 
     trial: int
     arch: Hashable
@@ -35,24 +36,29 @@ class TrialResult:
     metrics: dict[str, Any]
     reason: str | None
     hash: str
+    values: dict[str, float] | None = None
 
 
 class Result:
-    """A search's outcome: ``best``, ``trials`` (every one, by id), ``leaderboard()``, ``run_dir``."""
+    """A search's outcome: ``best``, ``trials`` (every one, by id), ``leaderboard()``, ``run_dir``;
+    multi-objective, ``pareto_front`` (best first by the first objective; ``best`` is its first)."""
 
     def __init__(self, run: RunRecords, space: SearchSpace, protocol: Any = None) -> None:
         self.run_dir = run.run_dir
         self._space = space
+        self._criteria = run.criteria
         self.trials = [self._trial(r) for r in sorted(run.records.values(), key=lambda r: r.trial) if r.done]
         self._by_id = {t.trial: t for t in self.trials}
         self._board = [r.trial for r in run.leaderboard(top=len(run.records) or 1)]
         self.best: TrialResult | None = self._by_id[self._board[0]] if self._board else None
         self.num_failed = run.num_failed
         self.protocol = protocol  # benchmark mode: the protocol's ProtocolResult
+        self.pareto_front: list[TrialResult] = [self._by_id[r.trial] for r in run.pareto_front()] if run.multi else []
 
     def _trial(self, r: TrialRecord) -> TrialResult:
+        values = None if r.values is None else {c.name: v for c, v in zip(self._criteria, r.values, strict=True)}
         return TrialResult(r.trial, self._space.from_json(r.arch), r.score, r.status or "pending", dict(r.metrics),
-                           r.reason, r.hash)
+                           r.reason, r.hash, values)
 
     def leaderboard(self, top: int = 10) -> list[TrialResult]:
         """Successful trials, best first (ties: lowest id)."""
@@ -73,7 +79,9 @@ class Experiment:
     run inside the Ray trial on its resources. ``strategy``: a name (``"evolution"``,
     ``"evolution-annealed"``, ``"random"``, ``"tpe"``, ``"combo"``, ``"darts"``) with
     ``strategy_options``, or any :class:`~nas.strategies.base.Strategy` instance.
-    ``objective``: an :class:`~nas.objective.Objective` or its fields as a mapping.
+    ``objective``: an :class:`~nas.objective.Objective` or its fields as a mapping; several
+    objectives (``objective={"objectives": ["val_acc", "latency_ms"]}``) make a multi-objective
+    search whose :class:`Result` has a ``pareto_front``; ``objectives=[...]`` says the same.
     ``resources``: ``{"cpu": 1, "gpu": 0.5}`` per trial; ``address``: a Ray cluster ("auto" or
     host:port; default: an embedded local Ray). ``callbacks``: Ray Tune callbacks (loggers).
     ``storage``: where trials' checkpoints go (a path every node sees, or ``s3://...``; default
@@ -86,7 +94,8 @@ class Experiment:
     def __init__(self, space: str | SearchSpace | None = None, evaluator: Evaluator | Callable[..., Any] | None = None,
                  strategy: str | Strategy = "evolution", trials: int | None = None, run_dir: str | Path | None = None,
                  seed: int = 0, *, strategy_options: Mapping[str, Any] | None = None,
-                 objective: Objective | Mapping[str, Any] | None = None, resources: Mapping[str, float] | None = None,
+                 objective: Objective | Mapping[str, Any] | None = None, objectives: Sequence[str] | str | None = None,
+                 resources: Mapping[str, float] | None = None,
                  address: str | None = None, max_concurrent: int | None = None, num_cpus: int | None = None,
                  callbacks: Sequence[Any] = (), download: bool = False, quiet: bool = True,
                  max_retries: int = 2, trial_timeout: float | None = None, storage: str | None = None,
@@ -119,6 +128,8 @@ class Experiment:
             given["strategy_options"] = dict(strategy_options)
         if objective is not None:
             given["objective"] = objective.to_dict() if isinstance(objective, Objective) else dict(objective)
+        if objectives is not None:
+            given["objective"] = {**given.get("objective", {}), "objectives": objectives}
         if isinstance(self.evaluator, Trainer):
             given = merge(given, {"evaluator": "trainer", "data": self.evaluator.data_options,
                                   "train": self.evaluator.train_options})

@@ -9,7 +9,8 @@ Layout of a run directory::
 Events: ``{"event": "propose", "trial": id, "arch": {...}, "hash": h, "t": seconds}``,
 ``{"event": "result", "trial": id, "status": "ok" | "failed" | "cached", "score": x | null,
 "reason": str | null, "metrics": {...}, "t": seconds}`` (optionally ``budget``, epochs reached by
-a trial stopped early, and ``infrastructure``: its worker died in every attempt),
+a trial stopped early, ``infrastructure``: its worker died in every attempt, and ``values``: each
+objective's value, in the configuration's order, in a multi-objective search),
 ``{"event": "retry", "trial": id, "attempt": n, "reason": str}`` and ``{"event": "checkpoint",
 "trial": id, "path": uri, "epoch": n}`` (the trial's latest checkpoint in the run's storage).
 A torn last line (the process died mid-write) is dropped on read and truncated away before the
@@ -140,6 +141,9 @@ class EventChecker:
             return f"result of trial {trial} whose metrics are not an object"
         if event.get("budget") is not None and not _is_number(event["budget"]):
             return f"result of trial {trial} with a non-numeric budget"
+        values = event.get("values")
+        if values is not None and not (isinstance(values, list) and values and all(map(_is_number, values))):
+            return f"result of trial {trial} whose objective values are not a list of numbers"
         self.finished.add(trial)
         return None
 

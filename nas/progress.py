@@ -45,9 +45,12 @@ class Progress:
         elapsed = time.time() - self.start
         new = done - self.done_at_start
         eta = "?" if new == 0 else _clock(elapsed / new * (self.total - done))
-        best = "-" if run.best is None else f"{run.best.score:.4f} (trial {run.best.trial})"
+        if run.multi:
+            best = f"Pareto front {len(run.pareto_front())} trials"
+        else:
+            best = "best " + ("-" if run.best is None else f"{run.best.score:.4f} (trial {run.best.trial})")
         return (f"trials {done}/{self.total} done, {running} running, {run.num_failed} failed | "
-                f"best {best} | elapsed {_clock(elapsed)} | ETA {eta}")
+                f"{best} | elapsed {_clock(elapsed)} | ETA {eta}")
 
     def update(self, run: RunRecords, running: int) -> None:
         if self.quiet:

@@ -18,17 +18,22 @@ dispatched: it waits and gets that trial's result as ``cached`` when it ends.
 
 Fidelity: ``finish(..., budget=b)`` records a trial stopped early (by ASHA) after ``b`` epochs;
 the journal keeps ``budget`` and the strategy is told ``tell(trial, score, budget=b)``.
+
+Objectives: with two or more ``criteria`` a result carries ``values`` (each objective's own value,
+journaled), the strategy is told them signed so that each is maximised, and ``score`` is the
+first one signed (the leaderboard's order).
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
 from typing import Any
 
 from nas.journal import Journal
+from nas.objective import Criterion
 from nas.rundir import RunLock, RunRecords, TrialRecord, write_graph
 from nas.strategies.base import Strategy, is_failure
 from search_spaces.errors import InputError
@@ -57,7 +62,8 @@ class SearchRun(RunRecords):
                  max_trials: int, durable: bool = True,
                  identify: Callable[[Hashable], tuple[str, Any]] | None = None,
                  feasibility: Callable[[Any], str | None] | None = None, dedup: bool = True,
-                 snapshot_every: int = 1, graph_of: Callable[[Any], ArchGraph | None] | None = None) -> None:
+                 snapshot_every: int = 1, graph_of: Callable[[Any], ArchGraph | None] | None = None,
+                 criteria: tuple[Criterion, ...] = ()) -> None:
         """``identify(arch) -> (hash, payload)``: the dedup key and what a dispatcher needs to run the
         trial (default: canonical graph hash and the ArchGraph). ``feasibility(payload)`` returns a
         reason when the trial must fail without running (e.g. a params limit), else None.
@@ -65,10 +71,15 @@ class SearchRun(RunRecords):
         ``snapshot_every``: save the strategy's state every N results (0: only at close).
         ``graph_of(payload)``: the graph to store in ``graphs/`` when a trial is handed out (so any
         reader rebuilds it without the space). A larger ``config["trials"]`` than the stored one
-        extends the run (``max_trials`` follows it)."""
+        extends the run (``max_trials`` follows it). ``criteria``: the objectives (two or more: a
+        multi-objective search; the strategy must search as many)."""
         if max_trials < 1:
             raise InputError(f"max_trials must be >= 1, got {max_trials}")
-        super().__init__(run_dir, max_trials)
+        super().__init__(run_dir, max_trials, criteria)
+        if strategy.num_objectives != (len(self.criteria) if self.multi else 1):
+            raise InputError(f"strategy {strategy.name!r} searches {strategy.num_objectives} objective(s) but the "
+                             f"search has {max(len(self.criteria), 1)}: build it with num_objectives="
+                             f"{max(len(self.criteria), 1)}")
         self.space = space
         self.strategy = strategy
         self.identify = identify or graph_identity(space)
@@ -143,7 +154,7 @@ class SearchRun(RunRecords):
         self.finish(trial, earlier.score, status="cached",
                     reason=f"same architecture as trial {earlier.trial}" +
                     (f" ({earlier.reason})" if earlier.reason else ""), metrics=earlier.metrics,
-                    budget=earlier.budget)
+                    budget=earlier.budget, values=earlier.values)
 
     def checkpoint(self, trial: int, uri: str, epoch: int | None = None) -> None:
         """Journal where trial ``trial``'s latest checkpoint (after ``epoch``) is: a trial that runs
@@ -161,15 +172,21 @@ class SearchRun(RunRecords):
 
     def finish(self, trial: int, score: float | None, status: str = "ok", reason: str | None = None,
                metrics: dict[str, Any] | None = None, budget: float | None = None,
-               cacheable: bool = True) -> TrialRecord:
+               cacheable: bool = True, values: Sequence[float] | None = None) -> TrialRecord:
         """Record a trial's outcome durably and tell the strategy (None / non-finite = failed;
         ``budget``: the trial was stopped early after that many epochs; ``cacheable=False``: an
-        infrastructure failure, never answered to a later proposal of the same hash). Trials
-        waiting for the same hash are answered with this result right after (or run, when it is
-        not cacheable)."""
+        infrastructure failure, never answered to a later proposal of the same hash; ``values``:
+        multi-objective, each objective's value, required with a score). Trials waiting for the
+        same hash are answered with this result right after (or run, when it is not cacheable)."""
         record = self.records[trial]
         if record.done:
             raise KeyError(f"trial {trial} already has a result")
+        if self.multi and score is not None and not is_failure(score):
+            if values is None or len(values) != len(self.criteria):
+                raise InputError(f"trial {trial}: a multi-objective result needs one value per objective "
+                                 f"({len(self.criteria)}), got {values!r}")
+            if is_failure(tuple(float(v) for v in values)):
+                score, reason = None, reason or f"non-finite objective values {list(values)}"
         if is_failure(score):
             score = None
             if status == "ok":
@@ -177,16 +194,19 @@ class SearchRun(RunRecords):
             reason = reason or "no finite score"
         if score is None:
             budget = None
-        self._apply_result(record, status, score, reason, metrics or {}, budget, cacheable)
+        self._apply_result(record, status, score, reason, metrics or {}, budget, cacheable,
+                           values if self.multi else None)
         event = {"event": "result", "trial": trial, "status": status, "score": score, "reason": reason,
                  "metrics": record.metrics}
+        if record.values is not None:
+            event["values"] = list(record.values)
         if budget is not None:
             event["budget"] = budget
         if not cacheable:
             event["infrastructure"] = True
         self.journal.append(event)
         record.t_result = self._clock()
-        self._tell(trial, score, budget)
+        self._tell(record)
         if self.snapshot_every and self.strategy.num_told % self.snapshot_every == 0:
             self.journal.save_state(self.strategy.state_dict())
         if status != "cached" and self.inflight.get(record.hash) == trial:
@@ -198,15 +218,20 @@ class SearchRun(RunRecords):
                     self.redispatch.append(later)  # it runs itself
         return record
 
-    def _tell(self, trial: int, score: float | None, budget: float | None) -> None:
-        if budget is None:
-            self.strategy.tell(trial, score)  # the pre-fidelity signature: user strategies may override tell
+    def _tell(self, record: TrialRecord) -> None:
+        """Tell the strategy ``record``'s outcome: its score, or its signed objective values."""
+        told: Any = record.score
+        if self.multi and record.values is not None:
+            told = tuple(c.signed(v) for c, v in zip(self.criteria, record.values, strict=True))
+        if record.budget is None:
+            self.strategy.tell(record.trial, told)  # the pre-fidelity signature: user strategies may override tell
         else:
-            self.strategy.tell(trial, score, budget=budget)
+            self.strategy.tell(record.trial, told, budget=record.budget)
 
     def _apply_result(self, record: TrialRecord, status: str, score: float | None, reason: str | None,
-                      metrics: dict[str, Any], budget: float | None = None, cacheable: bool = True) -> None:
-        super()._apply_result(record, status, score, reason, metrics, budget)
+                      metrics: dict[str, Any], budget: float | None = None, cacheable: bool = True,
+                      values: Sequence[float] | None = None) -> None:
+        super()._apply_result(record, status, score, reason, metrics, budget, values)
         if status != "cached" and cacheable:
             self.cache.setdefault(record.hash, record)
 
@@ -249,11 +274,15 @@ class SearchRun(RunRecords):
                 self.checkpoints[int(event["trial"])] = str(event["path"])
             elif kind == "result":
                 record = self.records[event["trial"]]
+                if self.multi and event["score"] is not None and event.get("values") is None:
+                    raise ResumeError(f"{self.journal.path}: trial {record.trial}'s result has no objective values; "
+                                      "the run was not multi-objective. Use a new --run-dir")
                 self._apply_result(record, event["status"], event["score"], event.get("reason"),
-                                   event.get("metrics", {}), event.get("budget"), not event.get("infrastructure"))
+                                   event.get("metrics", {}), event.get("budget"), not event.get("infrastructure"),
+                                   event.get("values"))
                 record.t_result = event.get("t")
                 if line >= replay_from:
-                    self._tell(record.trial, record.score, record.budget)
+                    self._tell(record)
         self.redispatch = deque(sorted(t for t, r in self.records.items() if not r.done))
         if events:
             self.journal.set_time_offset(float(events[-1].get("t", 0.0)))

@@ -7,6 +7,7 @@ Layout (every path a run writes is named here)::
     journal.jsonl          append-only events, the single source of truth (nas.journal)
     state.json             snapshot of the strategy after journal line N
     space.json             how a built-in space was built: {"space": name, "options": {...}}
+    data.json              the built-in dataset's input normalisation the trials saw (mean, std, ...)
     graphs/HASH.json       the ArchGraph of every architecture handed out for evaluation
     progress.png           best score so far (nas show, nas search)
     tune/trials/trial_N/   Ray Tune's directory of trial N (default storage; ``--storage`` puts it
@@ -28,11 +29,16 @@ import os
 import socket
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from nas.journal import CONFIG, JOURNAL, Journal, atomic_write_json
+from nas.objective import Criterion
+from nas.pareto import non_dominated
 from search_spaces.errors import InputError
 from search_spaces.ir import ArchGraph
 from search_spaces.spaces import SPACES, make_space
@@ -40,6 +46,7 @@ from search_spaces.spaces.base import SearchSpace
 
 LOCK_FILE = ".lock"
 SPACE_FILE = "space.json"
+DATA_FILE = "data.json"
 GRAPHS_SUBDIR = "graphs"
 PROGRESS_PNG = "progress.png"
 TRIALS_SUBDIR = Path("tune") / "trials"
@@ -67,6 +74,14 @@ def write_graph(run_dir: str | Path, arch_hash: str, graph: ArchGraph) -> None:
 
 def write_space_spec(run_dir: str | Path, name: str, options: dict[str, Any]) -> None:
     atomic_write_json(Path(run_dir) / SPACE_FILE, {"space": name, "options": options})
+
+
+def write_data_stats(run_dir: str | Path, dataset: str, mean: Sequence[float], std: Sequence[float],
+                     max_pixel_value: float) -> None:
+    """Record the input normalisation of the run's built-in dataset (what an export writes into its
+    ``PRETRAINED_CFG``), so reading it later needs no data."""
+    atomic_write_json(Path(run_dir) / DATA_FILE, {"dataset": dataset, "mean": list(mean), "std": list(std),
+                                                  "max_pixel_value": max_pixel_value})
 
 
 def read_json(path: Path) -> Any:
@@ -204,6 +219,7 @@ class TrialRecord:
     t_result: float | None = None
     label: str | None = None  # a human description of the architecture (the space's to_string)
     budget: float | None = None  # stopped early after this many epochs (None: the full budget)
+    values: tuple[float, ...] | None = None  # multi-objective: each objective's value (not signed)
 
     @property
     def done(self) -> bool:
@@ -215,11 +231,13 @@ class TrialRecord:
 
 
 class RunRecords:
-    """Trial records of a run by id, with the best successful one, counts and the leaderboard."""
+    """Trial records of a run by id, with the best successful one, counts and the leaderboard;
+    with two or more ``criteria``, the Pareto front of the trials' objective values."""
 
-    def __init__(self, run_dir: str | Path, max_trials: int) -> None:
+    def __init__(self, run_dir: str | Path, max_trials: int, criteria: tuple[Criterion, ...] = ()) -> None:
         self.run_dir = Path(run_dir)
         self.max_trials = max_trials
+        self.criteria = tuple(criteria)
         self.records: dict[int, TrialRecord] = {}
         self.best: TrialRecord | None = None
 
@@ -249,10 +267,16 @@ class RunRecords:
         self.records[record.trial] = record
         return record
 
+    @property
+    def multi(self) -> bool:
+        return len(self.criteria) > 1
+
     def _apply_result(self, record: TrialRecord, status: str, score: float | None, reason: str | None,
-                      metrics: dict[str, Any], budget: float | None = None) -> None:
+                      metrics: dict[str, Any], budget: float | None = None,
+                      values: Sequence[float] | None = None) -> None:
         record.status, record.score, record.reason, record.metrics = status, score, reason, metrics
         record.budget = budget
+        record.values = None if values is None or score is None else tuple(float(v) for v in values)
         if score is not None and (self.best is None or record.rank_key()[:2] < self.best.rank_key()[:2]):
             self.best = record  # a full-budget result beats any early-stopped one
 
@@ -260,6 +284,24 @@ class RunRecords:
         """Successful trials, best first: full-budget results, then early-stopped ones, each by score."""
         scored = [r for r in self.records.values() if r.score is not None and r.status == "ok"]
         return sorted(scored, key=TrialRecord.rank_key)[:top]
+
+    def pareto_front(self) -> list[TrialRecord]:
+        """Multi-objective: the successful full-budget trials no other one dominates (a cached trial
+        only when it is the first of its architecture on the front), best first by the first
+        objective; single-objective: the leaderboard's first."""
+        if not self.multi:
+            return self.leaderboard(1)
+        scored = [r for r in self.records.values()
+                  if r.values is not None and r.budget is None and r.status in ("ok", "cached")]
+        if not scored:
+            return []
+        signed = np.array([[c.signed(v) for c, v in zip(self.criteria, r.values, strict=True)]  # type: ignore[arg-type]
+                           for r in scored])
+        front = [r for r, keep in zip(scored, non_dominated(signed), strict=True) if keep]
+        first: dict[str, TrialRecord] = {}
+        for r in sorted(front, key=lambda r: r.trial):
+            first.setdefault(r.hash, r)  # an architecture once, by its first trial
+        return sorted(first.values(), key=TrialRecord.rank_key)
 
     def record(self, trial: int) -> TrialRecord:
         record = self.records.get(trial)
@@ -279,7 +321,12 @@ class RunView(RunRecords):
 
     def __init__(self, run_dir: str | Path) -> None:
         self.config = read_config(run_dir)
-        super().__init__(run_dir, int(self.config.get("trials", 0)))
+        objective = self.config.get("objective") if isinstance(self.config.get("objective"), dict) else {}
+        try:
+            criteria = tuple(Criterion.parse(o) for o in objective.get("objectives") or ())
+        except InputError as err:
+            raise InputError(f"{Path(run_dir) / CONFIG}: bad objectives ({err})") from None
+        super().__init__(run_dir, int(self.config.get("trials", 0)), criteria)
         for event in Journal(run_dir).read():
             kind = event.get("event")
             if kind == "propose":
@@ -290,7 +337,7 @@ class RunView(RunRecords):
                     raise InputError(f"{Path(run_dir) / JOURNAL}: result for trial {event.get('trial')} "
                                      "that was never proposed")
                 self._apply_result(record, event["status"], event["score"], event.get("reason"),
-                                   event.get("metrics", {}), event.get("budget"))
+                                   event.get("metrics", {}), event.get("budget"), event.get("values"))
                 record.t_result = event.get("t")
 
     def data_settings(self) -> dict[str, Any] | None:
@@ -304,6 +351,12 @@ class RunView(RunRecords):
             return {"dataset": self.config["dataset"], "data_root": self.config.get("data_root"),
                     "val_fraction": options.get("val_fraction"), "limit": options.get("limit")}
         return None
+
+    def data_stats(self) -> dict[str, Any] | None:
+        """The input normalisation the search recorded (``data.json``), or None (older runs, benchmark
+        runs, a user's evaluator)."""
+        path = self.run_dir / DATA_FILE
+        return read_json(path) if path.is_file() else None
 
     @property
     def is_benchmark(self) -> bool:

@@ -63,6 +63,12 @@ Metrics = dict[str, float]
 Transform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 
+REPORTED_METRICS: tuple[str, ...] = ("train_loss", "train_acc", "val_loss", "val_acc", "best_val_acc", "lr",
+                                     "epoch_seconds")
+"""What :func:`train_and_evaluate` reports after every epoch (besides ``epoch``): an objective of a
+search with the built-in trainer names one of these or a cost (``params``, ``flops``, ``latency_ms``)."""
+
+
 class TrialFailed(Exception):
     """The trial's architecture could not be trained; ``reason`` says why in a few words."""
 

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from nas.export.weights import save_weights
-from nas.objective import Objective
+from nas.objective import LATENCY_PROTOCOL, Objective
 from nas.retrain import load_checkpoint, save_checkpoint
 from nas.rundir import TRIAL_STATE, TRIAL_WEIGHTS
 from nas.trainer import TrainState, TrialFailed, device_for
@@ -109,7 +109,8 @@ class Trial:
     ``id`` (trial id in the run), ``arch`` (the architecture, the space's JSON form), ``graph``
     (its ArchGraph), ``device`` (the trial's torch device, from its resources), ``checkpoint_dir``
     (a local scratch directory of the trial on its node: files there are not persisted), ``seed``
-    (for weights and data order), ``metric`` (the objective's metric name), ``resume`` (the
+    (for weights and data order), ``metric`` (the objective's metric name: the first objective;
+    a returned float stands for it; with several objectives return or report all of them), ``resume`` (the
     built-in trainer's state to continue from when the trial runs again, else None).
     ``report(epoch=..., **metrics)`` reports progress (feeds ASHA and the progress line; the
     model's weights are checkpointed with it, into the run's storage).
@@ -125,7 +126,7 @@ class Trial:
         self.checkpoint_dir = checkpoint_dir
         self.seed = seed
         self.objective = objective
-        self.metric = objective.metric
+        self.metric = objective.primary
         self.model: torch.nn.Module | None = None  # the user's model (FunctionEvaluator): saved at reports
         self.latency_ms: float | None = None
         self.weights = TrialCheckpoints(graph.canonical_hash())
@@ -159,7 +160,7 @@ class Trial:
         score, reason = self.objective.evaluate(metrics, params=self.params, flops=self.flops, latency_ms=latency)
         if score is None:
             raise TrialFailed(reason or "objective undefined")
-        extra = {} if latency is None else {"latency_ms": latency}
+        extra = {} if latency is None else {"latency_ms": latency, "latency_protocol": LATENCY_PROTOCOL}
         staged = self.weights.take()
         try:
             self._send({**metrics, **extra, **self._context, "score": score, "failed": False,

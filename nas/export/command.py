@@ -11,6 +11,7 @@ import torch
 from nas.export.exporter import export
 from nas.export.pretrained import for_export
 from nas.export.weights import load_weights
+from nas.front import pick
 from nas.rundir import RunView
 from search_spaces.errors import InputError
 from search_spaces.ir import ArchGraph
@@ -25,6 +26,10 @@ def add_parser(sub: Any, positive: Any) -> None:
     which = p.add_mutually_exclusive_group()
     which.add_argument("--trial", type=int, default=None, help="trial id in the run")
     which.add_argument("--best", action="store_true", help="the run's best trial (default for a run)")
+    which.add_argument("--pareto-pick", default=None, metavar="SPEC",
+                       help="a member of a multi-objective run's Pareto front: its index in `nas show RUN --pareto`, "
+                            "or conditions like 'latency_ms<5' or 'latency_pixel3_ms<=4,params<1e6' (the best by the "
+                            "first objective of the members that meet them)")
     p.add_argument("--graph", default=None, help="architecture graph JSON file instead of a run")
     p.add_argument("--weights", default=None, help="safetensors weights for --graph (a compiled module's)")
     p.add_argument("--model", default=None, help="a reference network by name (see `nas spaces`)")
@@ -47,9 +52,13 @@ def _architecture(args: argparse.Namespace) -> tuple[ArchGraph, dict[str, torch.
     if sum(sources) != 1:
         raise InputError("name exactly one architecture: a RUN directory, --graph FILE, --model NAME or "
                          "--nb201-index I")
+    if args.pareto_pick is not None and args.run is None:
+        raise InputError("--pareto-pick picks from a run's Pareto front: pass the RUN directory")
     if args.run is not None:
         run = RunView(args.run)
-        if args.trial is None:
+        if args.pareto_pick is not None:
+            record = pick(run, args.pareto_pick)
+        elif args.trial is None:
             board = run.leaderboard(1)
             if not board:
                 raise InputError(f"run {args.run} has no successful trial to export")
@@ -63,7 +72,9 @@ def _architecture(args: argparse.Namespace) -> tuple[ArchGraph, dict[str, torch.
         weights = None if path is None else load_weights(path, arch_hash=graph.canonical_hash())
         header = {"run": str(Path(args.run)), "trial": record.trial, "score": record.score,
                   **{k: record.metrics[k] for k in ("val_acc", "best_val_acc", "params", "flops")
-                     if k in record.metrics}}
+                     if k in record.metrics},
+                  **({c.name: v for c, v in zip(run.criteria, record.values, strict=True)}
+                     if record.values is not None else {})}
         if weights is None:
             if not args.allow_untrained:
                 why = record.metrics.get("weights_error") or (

@@ -2,7 +2,7 @@
 
 * :func:`export_onnx` uses torch's ``torch.export``-based ONNX exporter (``dynamo=True``, which
   needs ``onnx`` and ``onnxscript``) with a dynamic batch dimension; :func:`check_onnx` runs the
-  file with onnxruntime and compares with the module. Install with ``pip install 'nas[onnx]'``.
+  file with onnxruntime and compares with the module. Install with ``pip install 'graphnas[onnx]'``.
 * :func:`export_pt2` captures the module with ``torch.export.export`` (a dynamic batch dimension),
   saves the program with ``torch.export.save`` (``NAME.pt2``), reloads it with ``torch.export.load``
   and compares it with the module at two batch sizes. ``torch.export`` is TorchScript's successor.
@@ -32,18 +32,25 @@ from typing import Any
 import torch
 from torch import nn
 
+from search_spaces.errors import InputError
+
 ONNX_PACKAGES = ("onnx", "onnxruntime", "onnxscript")
-INSTALL_HINT = "pip install 'nas[onnx]'"
+INSTALL_HINT = "pip install 'graphnas[onnx]'"
 _TRACE_BATCH = 2  # example batch for tracing/export (1 could be specialised as a constant)
 _CHECK_BATCH = 3  # a different batch for the checks, so a baked-in batch size is caught
 
 
-class ExportError(RuntimeError):
-    """An export failed or its program does not reproduce the module."""
+class ExportError(InputError, RuntimeError):
+    """An export failed or its program does not reproduce the module (the message says which and why;
+    the CLI reports it as one line)."""
 
 
-class MissingDependencyError(ImportError):
-    """An optional package needed for an export format is not installed."""
+class MissingDependencyError(InputError, ImportError):
+    """An optional package needed for an export format is not installed (the message names the extra)."""
+
+    def __init__(self, message: str, name: str | None = None) -> None:
+        super().__init__(message)
+        self.name = name
 
 
 def require_onnx() -> tuple[ModuleType, ModuleType]:

@@ -4,8 +4,8 @@ An input image x of raw pixel values goes into the model as ``(x / max_pixel_val
 per channel c, as :mod:`nas.datasets` prepares it (the mean and standard deviation of the training
 split, after scaling to [0, 1]). Where the numbers come from:
 
-* a trial of a run: the run's dataset (``config.json``), loaded once with the run's split to read the
-  statistics (:func:`of_run_data`);
+* a trial of a run: what the search recorded in ``data.json`` (runs from before it: the run's dataset
+  from ``config.json``, loaded once with the run's split to read the statistics; :func:`of_run_data`);
 * a NAS-Bench-201 cell: CIFAR-10 as the benchmark trained it (AutoDL-Projects' mean / std);
 * a reference network: ImageNet's mean / std (the networks' published training data) for 3 input
   channels, else none;
@@ -99,7 +99,12 @@ def for_export(graph: ArchGraph, run: str | None = None, model: str | None = Non
     shape = graph.validate()[graph.input]
     channels = shape.channels if shape.kind == "map" else 1
     if run is not None:
-        return of_run_data(RunView(run).data_settings(), channels)
+        view = RunView(run)
+        stats = view.data_stats()
+        if stats is not None:
+            recorded = Normalisation.from_dict(stats)
+            return recorded if len(recorded.mean) == channels else identity(channels)
+        return of_run_data(view.data_settings(), channels)
     if model is not None:
         return imagenet(channels)
     return nb201_cifar10(channels) if nb201 else identity(channels)

@@ -24,7 +24,7 @@ from search_spaces.spaces.base import SearchSpace
 
 Payload = tuple[ArchGraph, Cost | None]
 _METRIC_KEYS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "best_val_acc", "epoch_seconds",
-                "latency_ms", "node", "device", "params", "flops", "weights", "weights_error")
+                "latency_ms", "latency_protocol", "node", "device", "params", "flops", "weights", "weights_error")
 _REPORT_KEYS = {"score", "failed", "stopped_early", "checkpoint", "reason", "trial", "done", "time_this_iter_s",
                 "time_total_s", "timestamp", "training_iteration", "date", "hostname", "pid", "trial_id",
                 "experiment_id", "time_since_restore", "iterations_since_restore", "timesteps_since_restore",
@@ -120,5 +120,8 @@ class MultiTrial(TrialSource):
             # stopped early by the scheduler: a low-fidelity score, told with the epochs it reached
             budget = float(result.get("epoch", result.get("training_iteration", 0))) \
                 if result.get("stopped_early") else None
+            values = None
+            if self.objective.multi:  # the worker checked every objective is there and finite
+                values = self.objective.values(result, result["params"], result["flops"], result.get("latency_ms"))
             self.run.finish(trial, score if math.isfinite(score) else None, metrics=trial_metrics(result),
-                            budget=budget)
+                            budget=budget, values=values)

@@ -102,7 +102,8 @@ def test_missing_onnx_packages_say_how_to_install(monkeypatch: pytest.MonkeyPatc
     for name in ("onnxruntime", "onnxscript"):
         with monkeypatch.context() as patch:
             patch.setitem(sys.modules, name, None)  # makes `import name` raise ImportError
-            with pytest.raises(MissingDependencyError, match=rf"'{name}' is not installed.*pip install 'nas\[onnx\]'"):
+            hint = rf"'{name}' is not installed.*pip install 'graphnas\[onnx\]'"
+            with pytest.raises(MissingDependencyError, match=hint):
                 export_onnx(nn.Linear(4, 2), (4,), tmp_path / "m.onnx")
             with pytest.raises(ImportError, match=r"nas\[onnx\]"):
                 check_onnx(tmp_path / "m.onnx", nn.Linear(4, 2), (4,))

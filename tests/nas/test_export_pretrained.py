@@ -77,3 +77,22 @@ def test_manifest_round_trip_and_malformed_entries() -> None:
     assert Normalisation.from_dict(norm.to_dict()) == norm
     with pytest.raises(InputError, match="malformed normalisation"):
         Normalisation.from_dict({"dataset": "x", "mean": [0.5]})
+
+
+def test_a_search_records_its_normalisation_so_export_needs_no_data(tmp_path: Path) -> None:
+    """data.json (written by the search) is read before the dataset: a run whose data is not readable
+    here (data_root gone) still exports with the statistics its trials saw."""
+    import json
+
+    from nas.rundir import write_data_stats
+
+    fabricated_run(tmp_path / "run")
+    config_path = tmp_path / "run" / "config.json"
+    config = json.loads(config_path.read_text())
+    config["data"] = {**(config.get("data") or {}), "dataset": "cifar10", "data_root": str(tmp_path / "gone")}
+    config_path.write_text(json.dumps(config))
+    graph = RunView(tmp_path / "run").graph(0)
+    with pytest.raises(InputError, match="cannot be read here"):
+        for_export(graph, run=str(tmp_path / "run"))
+    write_data_stats(tmp_path / "run", "digits", (0.3,), (0.4,), 16.0)
+    assert for_export(graph, run=str(tmp_path / "run")) == Normalisation("digits", (0.3,), (0.4,), 16.0)

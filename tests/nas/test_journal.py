@@ -98,6 +98,8 @@ DAMAGE = {
     "a list": b"[1, 2]\n",
     "bad status": b'{"event":"result","trial":0,"status":"done","score":0.5}\n',
     "proposal out of order": b'{"event":"propose","trial":7,"arch":{},"hash":"h"}\n',
+    "objective values not numbers": b'{"event":"result","trial":0,"status":"ok","score":0.5,"values":["a",1]}\n',
+    "objective values not a list": b'{"event":"result","trial":0,"status":"ok","score":0.5,"values":0.5}\n',
 }
 
 

@@ -477,3 +477,27 @@ def test_asha_scheduler_runs_trials_and_records_how_far_each_got(tmp_path: Path,
     # one trial at a time: the later trials meet full rungs, and ASHA stops some of them
     assert stopped >= 1
     assert run.strategy.num_partial == sum("budget" in r for r in results.values())
+
+
+# ---------------------------------------------------------------------------------------------- objectives
+def test_multi_objective_search_records_each_objective_and_the_front(tmp_path: Path, local_ray: None) -> None:
+    """Accuracy against the measured latency and parameters: every result carries the three values
+    (latency measured on the trial's device under the recorded protocol) and the run has a front."""
+    from nas.objective import LATENCY_PROTOCOL
+    from nas.pareto import dominates
+    from nas.rundir import RunView
+
+    config = search_config("--trials", "4", *FAST, "--objectives", "val_acc,latency_ms,params")
+    run = quiet_run(config, tmp_path / "run")
+    assert run.strategy.num_objectives == 3
+    results = results_by_trial(read_journal(tmp_path / "run"))
+    assert sorted(results) == [0, 1, 2, 3]
+    for r in results.values():
+        assert r["status"] == "ok", r
+        m = r["metrics"]
+        assert r["values"] == [m["val_acc"], m["latency_ms"], m["params"]] and m["latency_ms"] > 0
+        assert m["latency_protocol"] == LATENCY_PROTOCOL and r["score"] == m["val_acc"]
+    view = RunView(tmp_path / "run")
+    signed = {t: (v[0], -v[1], -v[2]) for t, v in ((t, r["values"]) for t, r in results.items())}
+    front = {r.trial for r in view.pareto_front()}
+    assert front and front == {t for t, p in signed.items() if not any(dominates(q, p) for q in signed.values())}
