@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from nas.progress import save_figure
 from nas.rundir import RunRecords, TrialRecord
 from search_spaces.errors import InputError
 
@@ -111,10 +112,4 @@ def plot_front(run: RunRecords, path: str | Path) -> Path:
     ax.set_title(f"{run.run_dir.name}: Pareto front{extra}", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(fig, path)

@@ -142,6 +142,13 @@ def plot_progress(run: RunRecords, path: str | Path) -> Path:
         ax.set_ylabel("best score so far")
         ax.grid(alpha=0.3)
     fig.suptitle(f"{run.run_dir.name}: best so far")
+    return save_figure(fig, path)
+
+
+def save_figure(fig: Any, path: str | Path) -> Path:
+    """Write a matplotlib figure as a PNG, atomically (a reader never sees half a file), and close it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp.png")
