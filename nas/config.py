@@ -232,6 +232,9 @@ def resolve_config(given: Mapping[str, Any], *, strategy_class: type | None = No
 
     objective = _objective(given.get("objective") or {})
     _check_objectives(objective, evaluator, one_shot is not None, strategy, strategy_class)
+    if benchmark and (objective.has_limits or objective.has_penalties):
+        raise ConfigError("benchmark mode looks results up in the table: hard limits and penalties do not apply there; "
+                          "make a cost an objective instead (e.g. --objectives valid_acc_12ep,params_m)")
     scheduler = given.get("scheduler", "fifo")
     if scheduler not in SCHEDULERS:
         raise ConfigError(f"unknown scheduler {scheduler!r}; choose one of {SCHEDULERS}")
@@ -306,16 +309,16 @@ def _check_objectives(objective: Objective, evaluator: str, one_shot: bool, stra
     checked against the table when it is loaded)."""
     if not objective.objectives:
         return
-    if evaluator == "trainer" and not one_shot:
+    if one_shot:
+        raise ConfigError(f"strategy {strategy!r} derives one architecture from a supernet by its own loss; it takes "
+                          f"no objectives (a multi-trial strategy does: {list(MULTI_OBJECTIVE)})")
+    if evaluator == "trainer":
         known = (*REPORTED_METRICS, *COST_METRICS)
         unknown = [c.name for c in objective.criteria if c.name not in known]
         if unknown:
             raise ConfigError(f"objective(s) {unknown}: the built-in trainer reports {list(known)}")
     if not objective.multi:
         return
-    if one_shot:
-        raise ConfigError(f"strategy {strategy!r} derives one architecture from a supernet; a multi-objective "
-                          f"search needs a multi-trial strategy: {list(MULTI_OBJECTIVE)}")
     if strategy_class is not None:
         if not getattr(strategy_class, "multi_objective", False):
             raise ConfigError(f"strategy class {_qualname(strategy_class)} is single-objective (multi_objective is "

@@ -133,12 +133,11 @@ class FunctionEvaluator(Evaluator):
             trial.latency_ms = measure_latency_ms(model, model.input_shape, trial.device, LATENCY_REPEATS)
         trial.model = model.to(trial.device)
         out = self.fn(trial.model, trial)
-        if isinstance(out, (int, float)) and not isinstance(out, bool):
-            return {trial.metric: float(out)}
-        if isinstance(out, Mapping):
-            return {str(k): float(v) for k, v in out.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        raise InputError(f"evaluator {self.name} returned {type(out).__name__}; return a float or a mapping "
-                         "of metric names to floats")
+        if not isinstance(out, (Mapping, int, float)) or isinstance(out, bool):
+            raise InputError(f"evaluator {self.name} returned {type(out).__name__}; return a float or a mapping "
+                             "of metric names to floats")
+        metrics = trial.metrics_of(out)
+        return {str(k): float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def as_evaluator(evaluator: Evaluator | Callable[..., Any]) -> Evaluator:

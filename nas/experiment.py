@@ -50,7 +50,8 @@ class Result:
         self.trials = [self._trial(r) for r in sorted(run.records.values(), key=lambda r: r.trial) if r.done]
         self._by_id = {t.trial: t for t in self.trials}
         self._board = [r.trial for r in run.leaderboard(top=len(run.records) or 1)]
-        self.best: TrialResult | None = self._by_id[self._board[0]] if self._board else None
+        top = run.top()
+        self.best: TrialResult | None = None if top is None else self._by_id[top.trial]
         self.num_failed = run.num_failed
         self.protocol = protocol  # benchmark mode: the protocol's ProtocolResult
         self.pareto_front: list[TrialResult] = [self._by_id[r.trial] for r in run.pareto_front()] if run.multi else []
@@ -77,7 +78,7 @@ class Experiment:
     ``evaluator``: the built-in :class:`~nas.evaluators.Trainer` (the default: digits) or your
     function ``evaluate(model, trial) -> float | Mapping[str, float]`` (see :mod:`nas.evaluators`),
     run inside the Ray trial on its resources. ``strategy``: a name (``"evolution"``,
-    ``"evolution-annealed"``, ``"random"``, ``"tpe"``, ``"combo"``, ``"darts"``) with
+    ``"evolution-annealed"``, ``"random"``, ``"tpe"``, ``"nsga2"``, ``"combo"``, ``"darts"``) with
     ``strategy_options``, or any :class:`~nas.strategies.base.Strategy` instance.
     ``objective``: an :class:`~nas.objective.Objective` or its fields as a mapping; several
     objectives (``objective={"objectives": ["val_acc", "latency_ms"]}``) make a multi-objective

@@ -48,6 +48,11 @@ _MINIMISED_WORDS = ("latency", "params", "flops", "mflops", "loss", "error", "er
                     "memory", "energy", "size", "mb", "m")
 
 
+class ObjectiveMissing(InputError):
+    """A trial's metrics lack an objective: the evaluator and the objectives disagree (a setup error,
+    not the architecture's failure: the search stops with this message)."""
+
+
 @dataclass(frozen=True)
 class Criterion:
     """One objective of a search: the metric ``name`` and whether it is maximised."""
@@ -103,7 +108,14 @@ def default_direction(name: str) -> bool | None:
 def parse_objectives(given: str | Sequence[str]) -> tuple[str, ...]:
     """Objectives as given (``"a,b:min"`` or a list of such names) in their stored form, each
     ``name:max`` or ``name:min``; InputError for a bad or repeated one."""
-    items = given.split(",") if isinstance(given, str) else list(given)
+    if isinstance(given, str):
+        if not given.strip():
+            raise InputError("objectives: empty; give metric names like 'val_acc,latency_ms', or leave them out")
+        items = given.split(",")
+    elif isinstance(given, (list, tuple)):
+        items = list(given)
+    else:
+        raise InputError(f"objectives must be a list of metric names or a comma-separated string, got {given!r}")
     criteria = [Criterion.parse(item) for item in items]
     names = [c.name for c in criteria]
     repeated = sorted({n for n in names if names.count(n) > 1})
@@ -137,12 +149,13 @@ class Objective:
         if self.metric not in METRICS:
             raise InputError(f"Objective.metric must be one of {METRICS}, got {self.metric!r}; any other metric "
                              "can be an objective (objectives=[NAME] / --objectives NAME)")
-        self.objectives = parse_objectives(self.objectives) if self.objectives else ()
+        given = self.objectives
+        self.objectives = () if isinstance(given, (list, tuple)) and not given else parse_objectives(given)
         if self.objectives:
             if self.metric != "val_acc":
                 raise InputError(f"Objective.metric {self.metric!r} and objectives {list(self.objectives)} both "
                                  "given: name the metric as an objective instead")
-            if self.params_penalty or self.flops_penalty or self.latency_penalty:
+            if self.has_penalties:
                 raise InputError("Objective: penalties fold costs into one score and do not combine with a list of "
                                  "objectives; make the cost an objective (e.g. latency_ms) or drop the list")
         if self.max_params is not None and (not isinstance(self.max_params, int) or isinstance(self.max_params, bool)
@@ -176,6 +189,14 @@ class Objective:
         if unknown:
             raise InputError(f"Objective: unknown field(s) {unknown}; known fields are {sorted(known)}")
         return cls(**data).validate()
+
+    @property
+    def has_limits(self) -> bool:
+        return any(v is not None for v in (self.max_params, self.max_mflops, self.max_latency_ms))
+
+    @property
+    def has_penalties(self) -> bool:
+        return any(v > 0 for v in (self.params_penalty, self.flops_penalty, self.latency_penalty))
 
     @property
     def criteria(self) -> tuple[Criterion, ...]:
@@ -257,8 +278,8 @@ class Objective:
             first = self.criteria[0]
             return first.signed(self.values(metrics, params, flops, latency_ms, self.criteria[:1])[0])
         if self.metric not in metrics:
-            raise InputError(f"Objective: metric {self.metric!r} missing from the trial's metrics "
-                             f"(has {sorted(metrics)})")
+            raise ObjectiveMissing(f"Objective: metric {self.metric!r} missing from the trial's metrics "
+                                   f"(has {sorted(metrics)})")
         return float(metrics[self.metric]) - self.penalty(params, flops, latency_ms)
 
     def values(self, metrics: dict[str, Any], params: int, flops: int, latency_ms: float | None = None,
@@ -269,9 +290,9 @@ class Objective:
         out = []
         for criterion in criteria or self.criteria:
             value = cost[criterion.name] if criterion.name in cost else metrics.get(criterion.name)
-            if value is None:
-                raise InputError(f"Objective: {criterion.name!r} missing from the trial's metrics (has "
-                                 f"{sorted(metrics)}); report it from the evaluator or fix the objective's name")
+            if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ObjectiveMissing(f"objective {criterion.name!r} is not among the trial's metrics (it reported "
+                                       f"{sorted(metrics)}); report it from the evaluator or fix the objectives")
             out.append(float(value))
         return tuple(out)
 

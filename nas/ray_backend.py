@@ -53,6 +53,11 @@ class Interrupt:
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.fatal: InputError | None = None  # an outcome that must stop the search (Tune swallows a raise there)
+
+    @property
+    def stopping(self) -> bool:
+        return self.signum is not None or self.fatal is not None
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.signum is not None:
@@ -80,7 +85,7 @@ def _make_stopper(interrupt: Interrupt) -> Any:
             return False
 
         def stop_all(self) -> bool:
-            return interrupt.signum is not None
+            return interrupt.stopping
 
     return InterruptStopper()
 
@@ -247,7 +252,7 @@ def _make_searcher(source: TrialSource, progress: Progress, scheduler: Any, inte
             self.attempts: Counter[str] = Counter()
 
         def suggest(self, trial_id: str) -> dict[str, Any] | None:
-            if interrupt.signum is not None:
+            if interrupt.stopping:
                 return Searcher.FINISHED
             config = self.again.popleft() if self.again else source.next_config()
             progress.update(source.run, len(self.running))
@@ -263,14 +268,22 @@ def _make_searcher(source: TrialSource, progress: Progress, scheduler: Any, inte
 
         def checkpointed(self, trial_id: str, uri: str, epoch: int | None) -> None:
             config = self.running.get(trial_id)
-            if config is not None and interrupt.signum is None:
+            if config is not None and not interrupt.stopping:
                 source.on_checkpoint(config, uri, epoch)
 
         def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
                               error: bool = False) -> None:
             config = self.running.pop(trial_id, None)
-            if config is None or interrupt.signum is not None:
+            if config is None or interrupt.stopping:
                 return  # interrupted: the trial stays pending in the journal and runs again on resume
+            try:
+                self._complete(trial_id, config, result, error)
+            except InputError as err:  # e.g. a full disk, an evaluator that never reports an objective
+                interrupt.fatal = err  # Tune would log and swallow it: stop the search and raise it after
+            progress.update(source.run, len(self.running))
+
+        def _complete(self, trial_id: str, config: dict[str, Any], result: dict[str, Any] | None,
+                      error: bool) -> None:
             if trial_id in timed_out:
                 source.on_complete(config, None, f"stalled: still running after --trial-timeout {timeout:g} s; "
                                    "ended by the watchdog")
@@ -293,7 +306,6 @@ def _make_searcher(source: TrialSource, progress: Progress, scheduler: Any, inte
                 if trial_id in latest:
                     result = {**result, "checkpoint": latest[trial_id]}
                 source.on_complete(config, result, None)
-            progress.update(source.run, len(self.running))
 
     return SourceSearcher()
 
@@ -359,10 +371,12 @@ def dispatch(source: TrialSource, *, cpus_per_trial: float = 1.0, gpus_per_trial
                 if cause is None:
                     raise
                 raise cause from None
-            if interrupt.signum is None:
+            if not interrupt.stopping:
                 progress.finish(source.run, time.time() - start)
     finally:
         source.run.close()
+    if interrupt.fatal is not None:
+        raise interrupt.fatal
     if interrupt.signum is not None:
         raise SearchInterrupted(interrupt.signum)
 

@@ -285,6 +285,12 @@ class RunRecords:
         scored = [r for r in self.records.values() if r.score is not None and r.status == "ok"]
         return sorted(scored, key=TrialRecord.rank_key)[:top]
 
+    def top(self) -> TrialRecord | None:
+        """The run's best trial: the leaderboard's first; multi-objective, the front's first (so a trial
+        that ties on the first objective but is dominated is never it)."""
+        best = self.pareto_front() if self.multi else self.leaderboard(1)
+        return best[0] if best else None
+
     def pareto_front(self) -> list[TrialRecord]:
         """Multi-objective: the successful full-budget trials no other one dominates (a cached trial
         only when it is the first of its architecture on the front), best first by the first
@@ -430,14 +436,14 @@ class RunView(RunRecords):
         return None
 
     def pick(self, trial: int | None = None) -> TrialRecord:
-        """Trial ``trial``, or the best (highest score among status "ok", lowest id on ties); InputError
+        """Trial ``trial``, or the best (:meth:`RunRecords.top`); InputError
         when it does not exist, has no result yet or failed."""
         if trial is None:
-            board = self.leaderboard(top=1)
-            if not board:
+            best = self.top()
+            if best is None:
                 raise InputError(f"run {self.run_dir} has no successful trial yet ({self.num_done} done, "
                                  f"{self.num_failed} failed); pass --trial ID or wait for the search")
-            return board[0]
+            return best
         record = self.record(trial)
         if not record.done:
             raise InputError(f"trial {trial} of run {self.run_dir} has no result yet; pick a finished trial")

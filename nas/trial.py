@@ -22,11 +22,12 @@ from typing import Any
 import torch
 
 from nas.export.weights import save_weights
-from nas.objective import LATENCY_PROTOCOL, Objective
+from nas.objective import COST_METRICS, LATENCY_PROTOCOL, Objective, ObjectiveMissing
 from nas.retrain import load_checkpoint, save_checkpoint
 from nas.rundir import TRIAL_STATE, TRIAL_WEIGHTS
 from nas.trainer import TrainState, TrialFailed, device_for
 from search_spaces.analysis import measure
+from search_spaces.errors import InputError
 from search_spaces.ir import ArchGraph
 
 FAILED_SCORE = float("nan")
@@ -141,6 +142,20 @@ class Trial:
     def needs_latency(self) -> bool:
         return self.objective.needs_latency
 
+    def metrics_of(self, out: Any) -> dict[str, Any]:
+        """An evaluator's return as metrics: a mapping as it is; one number stands for the (only)
+        objective's metric; with several objectives a number is ObjectiveMissing (a setup error)."""
+        if isinstance(out, Mapping):
+            return dict(out)
+        if isinstance(out, (int, float)) and not isinstance(out, bool):
+            if self.objective.multi:
+                raise ObjectiveMissing(f"the evaluator returned one number ({out!r}) but the search has objectives "
+                                       f"{[str(c) for c in self.objective.criteria]}: return a mapping naming each "
+                                       "reported metric")
+            return {self.metric: float(out)}
+        raise InputError(f"the evaluator returned {type(out).__name__}; return a float or a mapping of metric names "
+                         "to floats")
+
     def report(self, epoch: int | None = None, **metrics: float) -> None:
         """Report the metrics after ``epoch`` (1-based; default: the number of reports so far + 1)."""
         epoch = self.reports + 1 if epoch is None else int(epoch)
@@ -203,9 +218,9 @@ def run_trial(config: dict[str, Any], evaluator: Any = None, objective: Objectiv
         trial = Trial(config["trial"], config["arch"], graph, device, scratch, objective,
                       int(config.get("seed", 0)), params, flops, send, context,
                       resume=resume_state(config.get("resume_from"), graph.canonical_hash()))
-        out = evaluator.evaluate(graph, trial)
-        final = {trial.metric: float(out)} if isinstance(out, (int, float)) else dict(out)
-        said = trial.last_metrics is not None and trial.last_metrics.get(trial.metric) == final.get(trial.metric)
+        final = trial.metrics_of(evaluator.evaluate(graph, trial))
+        reported = [c.name for c in objective.criteria if c.name not in COST_METRICS]
+        said = trial.last_metrics is not None and all(trial.last_metrics.get(n) == final.get(n) for n in reported)
         if not said:  # the last report is the trial's result: make it the returned metrics
             final.setdefault("epoch", trial.reports + 1)
             if trial.model is not None:
@@ -213,6 +228,8 @@ def run_trial(config: dict[str, Any], evaluator: Any = None, objective: Objectiv
             trial.report_epoch({k: v for k, v in final.items() if isinstance(v, (int, float))})
     except TrialFailed as err:
         tune.report({**context, "score": FAILED_SCORE, "failed": True, "reason": err.reason})
+    except ObjectiveMissing as err:  # the evaluator and the objectives disagree: the driver stops the search
+        tune.report({**context, "score": FAILED_SCORE, "failed": True, "reason": str(err), "setup_error": True})
     except Exception as err:  # a trial must never take the search down
         tune.report({**context, "score": FAILED_SCORE, "failed": True, "reason": f"{type(err).__name__}: {err}"})
     finally:

@@ -47,6 +47,14 @@ def _bounded(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
+def _finite(text: str | None, column: str) -> float:
+    """A table cell as a finite float; ValueError naming the column otherwise."""
+    value = float(text)  # type: ignore[arg-type]  # None: TypeError
+    if not math.isfinite(value):
+        raise InputError(f"{column} is {value}")
+    return value
+
+
 class NB201Table:
     """The CIFAR-10 table: per-cell accuracies and simulated costs, looked up by member tuple.
 
@@ -74,19 +82,23 @@ class NB201Table:
                     found = _bounded(str(reader.fieldnames), 120)
                     raise TableError(f"{self.path}: not a NAS-Bench-201 table: missing column(s) {missing}; found "
                                      f"{found}")
-                for name in reader.fieldnames or []:
-                    if name in COST_COLUMNS or (name.startswith("latency_") and name not in rows):
-                        rows[name] = []
+                optional: dict[str, list[float]] = {
+                    name: [] for name in reader.fieldnames or []
+                    if name in COST_COLUMNS or (name.startswith("latency_") and name not in rows)}
+                self.unusable: dict[str, str] = {}  # optional column -> why it cannot be an objective
                 for line, row in enumerate(reader, start=2):
                     try:
                         self.archs.append(parse_arch_string(row["arch"]))
                         for col in rows:
-                            value = float(row[col])
-                            if not math.isfinite(value):
-                                raise InputError(f"{col} is {value}")
-                            rows[col].append(value)
+                            rows[col].append(_finite(row[col], col))
                     except (ValueError, TypeError) as err:
                         raise TableError(f"{self.path}, line {line}: {_bounded(str(err))}") from None
+                    for col in [c for c in optional if c not in self.unusable]:
+                        try:
+                            optional[col].append(_finite(row[col], col))
+                        except (ValueError, TypeError) as err:  # an optional column: unusable, not fatal
+                            self.unusable[col] = f"line {line}: {_bounded(str(err), 80)}"
+                rows.update({c: v for c, v in optional.items() if c not in self.unusable})
         except UnicodeDecodeError:
             raise TableError(f"{self.path}: not a text CSV file (undecodable bytes near line {line}); pass the "
                              "NAS-Bench-201 results CSV") from None
@@ -146,6 +158,9 @@ class NB201Table:
         if name in REPORTED_ONLY:
             raise TableError(f"{name} is what a NAS-Bench-201 search reports (the test set), not an objective: "
                              f"optimise one of {list(self.objective_columns())}")
+        if name in self.unusable:
+            raise TableError(f"{self.path}: column {name!r} cannot be an objective, it has a value that is not a "
+                             f"finite number ({self.unusable[name]})")
         if name not in self.columns:
             raise TableError(f"{self.path} has no column {name!r} to optimise; its objective columns are "
                              f"{list(self.objective_columns())}")

@@ -59,10 +59,10 @@ def _architecture(args: argparse.Namespace) -> tuple[ArchGraph, dict[str, torch.
         if args.pareto_pick is not None:
             record = pick(run, args.pareto_pick)
         elif args.trial is None:
-            board = run.leaderboard(1)
-            if not board:
+            best = run.top()
+            if best is None:
                 raise InputError(f"run {args.run} has no successful trial to export")
-            record = board[0]
+            record = best
         else:
             record = run.records.get(args.trial)
             if record is None or not record.done:

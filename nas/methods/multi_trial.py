@@ -19,17 +19,18 @@ from nas.run import SearchRun
 from nas.rundir import TRIAL_WEIGHTS
 from nas.trial import run_trial
 from search_spaces.analysis import Cost, measure
+from search_spaces.errors import InputError
 from search_spaces.ir import ArchGraph
 from search_spaces.spaces.base import SearchSpace
 
 Payload = tuple[ArchGraph, Cost | None]
 _METRIC_KEYS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "best_val_acc", "epoch_seconds",
                 "latency_ms", "latency_protocol", "node", "device", "params", "flops", "weights", "weights_error")
-_REPORT_KEYS = {"score", "failed", "stopped_early", "checkpoint", "reason", "trial", "done", "time_this_iter_s",
-                "time_total_s", "timestamp", "training_iteration", "date", "hostname", "pid", "trial_id",
-                "experiment_id", "time_since_restore", "iterations_since_restore", "timesteps_since_restore",
-                "checkpoint_dir_name", "node_ip", "config", "should_checkpoint", "experiment_tag", "timesteps_total",
-                "episodes_total"}
+_REPORT_KEYS = {"score", "failed", "setup_error", "stopped_early", "checkpoint", "reason", "trial", "done",
+                "time_this_iter_s", "time_total_s", "timestamp", "training_iteration", "date", "hostname", "pid",
+                "trial_id", "experiment_id", "time_since_restore", "iterations_since_restore",
+                "timesteps_since_restore", "checkpoint_dir_name", "node_ip", "config", "should_checkpoint",
+                "experiment_tag", "timesteps_total", "episodes_total"}
 
 
 def trial_payload(space: SearchSpace, objective: Objective) -> tuple[
@@ -110,6 +111,9 @@ class MultiTrial(TrialSource):
         if error is not None or result is None:
             # not the architecture's fault when the infrastructure failed: not cached against its hash
             self.run.finish(trial, None, reason=error or "no result", cacheable=not infrastructure)
+        elif result.get("setup_error"):  # not the architecture's failure: nothing is recorded, the search stops
+            raise InputError(f"trial {trial}: {result.get('reason')}; the search stopped (rerun to resume once the "
+                             "evaluator or the objectives are fixed)")
         elif result.get("failed"):
             self.run.finish(trial, None, reason=str(result.get("reason", "failed")), metrics=trial_metrics(result))
         else:

@@ -136,10 +136,10 @@ class Strategy(ABC):
     def tell(self, trial_id: int, score: float | Sequence[float] | None, budget: float | None = None) -> None:
         if trial_id not in self.pending:
             raise KeyError(f"trial {trial_id} was not proposed or was already told")
-        value = None if is_failure(score) else self._score(score)  # checked before anything changes
+        value = None if score is None else self._score(score)  # checked before anything changes
         arch = self.pending.pop(trial_id)
         self.num_told += 1
-        if value is None:
+        if value is None or is_failure(value):
             self.num_failed += 1
             self._on_failure(trial_id, arch)
             return
@@ -154,19 +154,24 @@ class Strategy(ABC):
         self._on_result(trial_id, arch, value)
 
     def _score(self, score: Any) -> Score:
-        """A told score in this strategy's form: a float, or a tuple of ``num_objectives`` floats."""
+        """A told score in this strategy's form: a float (also from a 0-d array or tensor), or a tuple of
+        ``num_objectives`` floats (may be non-finite: a failure); InputError for the wrong shape."""
+        scalar = not isinstance(score, bool) and np.ndim(score) == 0
         if not self.multi:
-            if isinstance(score, numbers.Real) and not isinstance(score, bool):
-                return float(score)
+            if scalar:
+                try:
+                    return float(score)
+                except (TypeError, ValueError):
+                    pass
             raise InputError(f"strategy {self.name!r} searches one objective: tell a float, got {score!r}")
-        if isinstance(score, numbers.Real) or len(score) != self.num_objectives:
+        if scalar or np.ndim(score) != 1 or len(score) != self.num_objectives:
             raise InputError(f"strategy {self.name!r} searches {self.num_objectives} objectives: tell one value per "
                              f"objective, got {score!r}")
         return tuple(float(v) for v in score)
 
     def pareto_front(self) -> list[tuple[Hashable, Score]]:
-        """The told full-budget members no other told member dominates, in tell order (single
-        objective: the best ones)."""
+        """The told full-budget members no other told member dominates, in the order they were first
+        proposed (single objective: the best ones)."""
         told = [(a, s) for a, s in self.proposed.items() if s is not None]
         if not told:
             return []

@@ -254,3 +254,20 @@ def test_resume_replays_the_values(tmp_path: Path) -> None:
     assert json.dumps(resumed.strategy.state_dict(), sort_keys=True) == json.dumps(state, sort_keys=True)
     assert [r.values for r in resumed.records.values()] == [r.values for r in run.records.values()]
     resumed.close()
+
+
+def test_the_best_trial_of_a_multi_objective_run_is_on_the_front(tmp_path: Path) -> None:
+    """Two trials tie on the first objective; the later one is faster: it, not the earlier (dominated)
+    one, is the run's best (export's and retraining's default)."""
+    space = NB201Space()
+    criteria = (Criterion("val_acc", True), Criterion("latency_ms", False))
+    run = SearchRun(tmp_path / "r", {"trials": 2, "objective": {"objectives": ["val_acc", "latency_ms"]}}, space,
+                    RandomSearch(space, num_objectives=2), 2, durable=False,
+                    identify=lambda arch: (space.to_string(arch), arch), criteria=criteria)
+    for values in ((0.9, 5.0), (0.9, 3.0)):
+        record, _ = run.next_trial()
+        run.finish(record.trial, values[0], values=values)
+    run.close()
+    view = RunView(tmp_path / "r")
+    assert view.leaderboard(1)[0].trial == 0  # the scalar order: first objective, then the lower id
+    assert [r.trial for r in view.pareto_front()] == [1] and view.top().trial == 1 and view.pick().trial == 1

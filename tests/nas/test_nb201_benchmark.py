@@ -19,6 +19,7 @@ from nas.cli import build_parser, search_config_from_args
 from nas.config import SearchConfig
 from nas.engine import run_benchmark
 from nas.journal import JOURNAL, STATE
+from nas.objective import Criterion
 from nas.strategies import RandomSearch, RegularizedEvolution
 from search_spaces.spaces.nb201 import NB201Arch, NB201Space, arch_to_string
 
@@ -71,6 +72,22 @@ def test_tiny_table_loads(tmp_path: Path) -> None:
     assert t.cost_12ep[0] == pytest.approx(2000 * 12 / 200)
     with pytest.raises(KeyError, match="not in table"):
         t.row(arch_at(3))
+
+
+def test_objective_columns_and_an_unusable_optional_column(tmp_path: Path) -> None:
+    header = HEADER + ",params_m,latency_pixel3_ms,latency_fpga_ms"
+    rows = [row(0) + ",0.1,3.5,1.0", row(7) + ",0.2,n/a,2.0"]
+    t = NB201Table(tiny_csv(tmp_path, rows, header), complete=False)  # an optional column's bad cell is not fatal
+    assert t.objective_columns() == ("valid_acc", "valid_acc_12ep", "params_m", "latency_fpga_ms")
+    assert t.column("latency_fpga_ms").tolist() == [1.0, 2.0]
+    fitness = t.fitness((Criterion("valid_acc_12ep", True), Criterion("params_m", False)))
+    assert fitness.tolist() == [[70.0, -0.1], [70.0, -0.2]]
+    with pytest.raises(TableError, match=r"'latency_pixel3_ms' cannot be an objective.*line 3"):
+        t.column("latency_pixel3_ms")
+    with pytest.raises(TableError, match="reports"):
+        t.column("test_acc")  # the test set: reported, never optimised
+    with pytest.raises(TableError, match=r"no column 'latency_mars_ms'.*params_m"):
+        t.column("latency_mars_ms")
 
 
 def test_missing_table(tmp_path: Path) -> None:

@@ -501,3 +501,24 @@ def test_multi_objective_search_records_each_objective_and_the_front(tmp_path: P
     signed = {t: (v[0], -v[1], -v[2]) for t, v in ((t, r["values"]) for t, r in results.items())}
     front = {r.trial for r in view.pareto_front()}
     assert front and front == {t for t, p in signed.items() if not any(dominates(q, p) for q in signed.values())}
+
+
+@pytest.mark.parametrize("returned", ["a mapping without the objective", "one number"])
+def test_an_evaluator_that_does_not_report_an_objective_stops_the_search(tmp_path: Path, local_ray: None,
+                                                                        returned: str) -> None:
+    """Every trial would fail the same way: the search stops at the first with one clear error and
+    records nothing for it (a rerun with a fixed evaluator trains it)."""
+    import nas
+    from search_spaces.errors import InputError
+
+    as_number = returned == "one number"
+
+    def evaluate(model: Any, trial: Any) -> Any:
+        return 0.5 if as_number else {"val_acc": 0.5}
+
+    exp = nas.Experiment(evaluator=evaluate, objectives=["val_acc", "energy:min"], trials=3, run_dir=tmp_path / "run",
+                         max_concurrent=1)
+    with pytest.raises(InputError, match="the search stopped") as err:
+        exp.run()
+    assert ("one number" in str(err.value)) if as_number else ("'energy'" in str(err.value))
+    assert events(read_journal(tmp_path / "run"), "result") == []
