@@ -410,6 +410,12 @@ def test_config_validation() -> None:
     with pytest.raises(ValueError, match="unknown option"):
         DartsConfig.from_dict({"population_size": 3})
     assert DartsConfig.from_dict(DartsConfig(order=2).to_dict()) == DartsConfig(order=2)
+    for bad in ({"num_workers": 0}, {"num_workers": 1.5}, {"num_workers": 4, "batch_size": 3}):
+        with pytest.raises(ValueError, match=r"darts: .*num_workers"):
+            DartsConfig.from_dict(bad)
+    # num_workers is stored only when it is not 1: configurations stored before it existed stay the same
+    assert "num_workers" not in DartsConfig().to_dict()
+    assert DartsConfig.from_dict(DartsConfig(num_workers=2).to_dict()) == DartsConfig(num_workers=2)
     with pytest.raises(ValueError, match="cannot be split"):
         split_indices(1, 0.5)
 
