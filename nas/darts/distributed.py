@@ -10,9 +10,9 @@ the single-process search with every global batch split between the workers:
   workers' gradients (all-reduced with SUM, :meth:`ReplicaGroup.sum`) is the gradient of the global
   mean loss, also for unequal shards; gradient clipping and both optimizer steps then run on identical
   reduced gradients, so weights and alphas stay identical on every worker;
-* batch norm uses the statistics of the global batch (:class:`GlobalBatchNorm2d`: per-channel sums
-  all-reduced with autograd support, so the backward pass is the global one too), and its running
-  statistics are updated from them, identically everywhere;
+* batch norm uses the statistics of the global batch (:class:`GlobalBatchNorm2d`: per-worker
+  statistics gathered with autograd support and combined exactly, so the backward pass is the global
+  one too), and its running statistics are updated from them, identically everywhere;
 * second order: the virtual step's training gradient, the validation gradient at ``w'`` and the two
   finite-difference gradients at ``w ± R v`` are each all-reduced (:mod:`nas.darts.architect`), so
   the unrolled gradient is exactly the single-process one;
@@ -40,31 +40,33 @@ import torch.nn.functional as F
 from torch import nn
 
 
-class AllReduceSum(torch.autograd.Function):
-    """Differentiable all-reduce (SUM) over the default process group; its backward sums the incoming
-    gradients the same way (and is itself differentiable). ``torch.distributed.nn.functional.all_reduce``
-    does the same but is deprecated in torch 2.13."""
+class AllGather(torch.autograd.Function):
+    """Differentiable all-gather over the default process group: (k,) on each rank -> (world, k), the
+    same on every rank. Backward: each rank's row gets the gradients all ranks sent to it (summed)."""
 
     @staticmethod
     def forward(ctx: torch.autograd.function.FunctionCtx, tensor: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        summed = tensor.clone(memory_format=torch.contiguous_format)
-        dist.all_reduce(summed, op=dist.ReduceOp.SUM)
-        return summed
+        parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, tensor.contiguous())
+        return torch.stack(parts)
 
     @staticmethod
     def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        return AllReduceSum.apply(grad)
+        summed = grad.contiguous().clone()
+        dist.all_reduce(summed, op=dist.ReduceOp.SUM)
+        return summed[dist.get_rank()]
 
 
 class GlobalBatchNorm2d(nn.BatchNorm2d):
     """``BatchNorm2d`` over the global batch: (B_local, C, H, W) -> (B_local, C, H, W).
 
-    Whenever batch statistics are used (training mode, or no running statistics kept), the
-    per-channel count, sum and sum of squares of every worker's shard are all-reduced in one
-    differentiable collective (:class:`AllReduceSum`, whose backward is an all-reduce too), so
-    outputs, gradients and running statistics are those of the whole batch.
-    Sums are taken around the running mean (or 0) to keep ``E[x²] - E[x]²`` accurate in float32.
-    With ``synchronize`` False (or in eval mode with running statistics) it is plain ``BatchNorm2d``.
+    Whenever batch statistics are used (training mode, or no running statistics kept), every worker's
+    per-channel count, mean and sum of squared deviations (two passes over its shard) are gathered in
+    one differentiable collective (:class:`AllGather`) and combined exactly (Chan et al.'s parallel
+    variance), so outputs, gradients and running statistics are those of the whole batch, as accurate
+    in float32 as torch's own batch norm (a one-pass ``E[x²] - E[x]²`` is not: channels whose
+    variance is tiny next to their mean lose most of its digits). With ``synchronize`` False, or in
+    eval mode with running statistics, it is plain ``BatchNorm2d``.
     """
 
     synchronize: bool = True
@@ -75,21 +77,20 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
             return super().forward(x)
         self._check_input_dim(x)
         channels = x.shape[1]
-        shift = torch.zeros(channels, dtype=x.dtype, device=x.device)
-        if self.running_mean is not None:
-            shift = self.running_mean.detach().to(x.dtype)
-        centred = x - shift.view(1, -1, 1, 1)
-        count = torch.full((1,), x.numel() / channels, dtype=x.dtype, device=x.device)
-        sums = AllReduceSum.apply(torch.cat([centred.sum((0, 2, 3)), (centred * centred).sum((0, 2, 3)), count]))
-        n = sums[-1]
-        if float(n.detach()) <= 1:
+        count = x.numel() // channels
+        local_mean = x.sum((0, 2, 3)) / max(count, 1)
+        local_m2 = (x - local_mean.view(1, -1, 1, 1)).square().sum((0, 2, 3))
+        counts_column = torch.full((1,), float(count), dtype=x.dtype, device=x.device)
+        gathered = AllGather.apply(torch.cat([counts_column, local_mean, local_m2]))  # (world, 1 + 2C)
+        counts, means, m2s = gathered[:, :1], gathered[:, 1:channels + 1], gathered[:, channels + 1:]
+        n = float(counts.detach().sum())
+        if n <= 1:
             raise ValueError(f"Expected more than 1 value per channel when training, got input size {list(x.shape)} "
                              "on one worker and a global batch of 1 value per channel")
-        mean_centred = sums[:channels] / n
-        var = (sums[channels:2 * channels] / n - mean_centred * mean_centred).clamp_min(0.0)
-        mean = shift + mean_centred
+        mean = (counts * means).sum(0) / n
+        var = (m2s.sum(0) + (counts * (means - mean).square()).sum(0)) / n
         if self.training and self.track_running_stats and self.running_mean is not None:
-            self._update_running_statistics(mean.detach(), var.detach(), float(n.detach()))
+            self._update_running_statistics(mean.detach(), var.detach(), n)
         out = (x - mean.view(1, -1, 1, 1)) * torch.rsqrt(var + self.eps).view(1, -1, 1, 1)
         if self.affine:
             out = out * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
@@ -98,7 +99,8 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
     @torch.no_grad()
     def _update_running_statistics(self, mean: torch.Tensor, var: torch.Tensor, n: float) -> None:
         """As ``F.batch_norm``: exponential (or, with momentum None, cumulative) average; unbiased variance."""
-        assert self.num_batches_tracked is not None and self.running_var is not None
+        assert self.num_batches_tracked is not None and self.running_mean is not None
+        assert self.running_var is not None
         self.num_batches_tracked.add_(1)
         factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
         self.running_mean.mul_(1 - factor).add_(mean.to(self.running_mean.dtype), alpha=factor)

@@ -444,3 +444,20 @@ def test_memory_check_refuses_an_impossible_configuration_with_a_batch_that_fits
     assert check_memory(space, DartsConfig(batch_size=fits), shape, available) == estimate
     with pytest.raises(ValueError, match="even batch size 1 does not fit"):
         check_memory(space, config, shape, 10 * 2**20)
+
+
+def test_memory_check_takes_a_workers_share_of_the_batch_and_names_the_global_batch() -> None:
+    """With N workers each holds ceil(batch / N) samples; a refusal names N times the largest share."""
+    space, shape = DartsSpace(), (3, 8, 8)
+    small = {"init_channels": 4, "layers": 2}
+    estimate = estimate_memory(space, DartsConfig(**small), shape)
+    available = estimate.at(16)  # a share of 16 samples fits exactly
+    assert check_memory(space, DartsConfig(**small, batch_size=64, num_workers=4), shape, available) == estimate
+    assert check_memory(space, DartsConfig(**small, batch_size=61, num_workers=4), shape, available) == estimate
+    with pytest.raises(ValueError, match=r"batch size 65 \(17 per worker of 4\)"):
+        check_memory(space, DartsConfig(**small, batch_size=65, num_workers=4), shape, available)
+    with pytest.raises(ValueError, match=r"--batch-size (\d+) \(the largest that fits on 2 workers\)") as info:
+        check_memory(space, DartsConfig(**small, batch_size=64, num_workers=2), shape, available)
+    fits = int(str(info.value).split("--batch-size ")[1].split()[0])
+    assert fits == 2 * estimate.largest_batch(available) == 32
+    assert check_memory(space, DartsConfig(**small, batch_size=fits, num_workers=2), shape, available) == estimate
