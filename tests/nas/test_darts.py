@@ -21,9 +21,10 @@ from nas.darts.architect import (
     first_order_grad,
     second_order_grad,
 )
+from nas.darts.cells import NB201SearchNetwork
 from nas.darts.memory import MARGIN, check_memory, estimate_memory
 from nas.darts.search import _early_stop, split_indices
-from nas.darts.supernet import DartsSearchNetwork, MixedOp, NB201SearchNetwork, SearchNetwork, nb201_op
+from nas.darts.supernet import DartsSearchNetwork, MixedOp, SearchNetwork, nb201_op
 from search_spaces.ir import ArchGraph
 from search_spaces.spaces.base import SearchSpace, Variable
 from search_spaces.spaces.darts import DARTS_V2, PRIMITIVES, DartsSpace, Genotype
