@@ -83,10 +83,7 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
         counts_column = torch.full((1,), float(count), dtype=x.dtype, device=x.device)
         gathered = AllGather.apply(torch.cat([counts_column, local_mean, local_m2]))  # (world, 1 + 2C)
         counts, means, m2s = gathered[:, :1], gathered[:, 1:channels + 1], gathered[:, channels + 1:]
-        n = float(counts.detach().sum())
-        if n <= 1:
-            raise ValueError(f"Expected more than 1 value per channel when training, got input size {list(x.shape)} "
-                             "on one worker and a global batch of 1 value per channel")
+        n = counts.detach().sum()  # a tensor: reading it would wait for the device at every layer
         mean = (counts * means).sum(0) / n
         var = (m2s.sum(0) + (counts * (means - mean).square()).sum(0)) / n
         if self.training and self.track_running_stats and self.running_mean is not None:
@@ -97,14 +94,16 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
         return out
 
     @torch.no_grad()
-    def _update_running_statistics(self, mean: torch.Tensor, var: torch.Tensor, n: float) -> None:
-        """As ``F.batch_norm``: exponential (or, with momentum None, cumulative) average; unbiased variance."""
+    def _update_running_statistics(self, mean: torch.Tensor, var: torch.Tensor, n: torch.Tensor) -> None:
+        """As ``F.batch_norm``: exponential (or, with momentum None, cumulative) average; unbiased variance
+        over the ``n`` values per channel (a single value, which torch's batch norm refuses, keeps it biased)."""
         assert self.num_batches_tracked is not None and self.running_mean is not None
         assert self.running_var is not None
         self.num_batches_tracked.add_(1)
         factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
         self.running_mean.mul_(1 - factor).add_(mean.to(self.running_mean.dtype), alpha=factor)
-        self.running_var.mul_(1 - factor).add_((var * n / (n - 1)).to(self.running_var.dtype), alpha=factor)
+        unbiased = var * n / (n - 1).clamp_min(1)
+        self.running_var.mul_(1 - factor).add_(unbiased.to(self.running_var.dtype), alpha=factor)
 
 
 def use_global_batch_norm(module: nn.Module) -> nn.Module:
