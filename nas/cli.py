@@ -164,7 +164,8 @@ def _fraction(text: str) -> float:
 
 
 STRATEGY_FLAGS = ("population_size", "sample_size", "initial_mutations", "rounds_per_step", "order", "init_channels",
-                  "layers", "arch_lr", "arch_weight_decay", "train_portion", "augment", "early_stop", "hessian_every")
+                  "layers", "arch_lr", "arch_weight_decay", "train_portion", "augment", "early_stop", "hessian_every",
+                  "num_workers")
 TRAIN_FLAGS = ("epochs", "batch_size", "optimizer", "lr", "weight_decay")
 DATA_FLAGS = ("dataset", "data_root", "val_fraction", "data_limit")  # data_limit: the data's "limit"
 OBJECTIVE_FLAGS = ("metric", "max_params", "max_mflops", "max_latency_ms", "params_penalty", "flops_penalty",
@@ -363,6 +364,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--early-stop", default=None, choices=["none", "hessian", "skips"],
                    help="hessian: DARTS-ES (dominant eigenvalue); skips: DARTS+ (2 skip connections)")
     g.add_argument("--hessian-every", type=int, default=None, help="log the Hessian eigenvalue every N epochs")
+    g.add_argument("--num-workers", type=_positive, default=None,
+                   help="run each search data-parallel on N Ray Train workers (each with --cpus-per-trial / "
+                        "--gpus-per-trial; --batch-size is the global batch); same results as 1 worker (default)")
     g = p.add_argument_group("objective")
     g.add_argument("--metric", default=None, help="the metric to maximise: val_acc (default), best_val_acc")
     g.add_argument("--max-params", type=_positive, default=None)
@@ -378,8 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "mode the table's columns, e.g. valid_acc_12ep,latency_pixel3_ms")
     g = p.add_argument_group("execution (Ray Tune)")
     g.add_argument("--address", default=None, help="join this Ray cluster ('auto' or host:port); default: local")
-    g.add_argument("--cpus-per-trial", type=_fraction, default=1.0)
-    g.add_argument("--gpus-per-trial", type=_fraction, default=0.0, help="fractions allowed, e.g. 0.5")
+    g.add_argument("--cpus-per-trial", type=_fraction, default=1.0, help="(per worker with --num-workers)")
+    g.add_argument("--gpus-per-trial", type=_fraction, default=0.0,
+                   help="fractions allowed, e.g. 0.5 (per worker with --num-workers, whole GPUs)")
     g.add_argument("--max-concurrent", type=_positive, default=None)
     g.add_argument("--storage", default=None,
                    help="where trials' checkpoints (weights) go: a path every node sees (NFS) or a cloud URI "

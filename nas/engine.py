@@ -103,7 +103,8 @@ def build_source(config: SearchConfig, run_dir: Path, *, space: SearchSpace | No
             raise InputError(f"strategy {config.strategy!r} trains its own supernet: it needs a built-in dataset")
         source = one_shot(built, config.strategy_options, seed=config.seed, trials=config.trials, data=ev.data,
                           run_dir=run_dir, config=config.to_dict(), table=config.table,
-                          gpus=execution.gpus_per_trial, remote=execution.address is not None, log=log)
+                          gpus=execution.gpus_per_trial, cpus=execution.cpus_per_trial,
+                          remote=execution.address is not None, log=log)
     else:
         identify, feasibility = trial_payload(built, config.objective)
         run = SearchRun(run_dir, config.to_dict(), built, build_strategy(config, built, strategy), config.trials,

@@ -34,6 +34,9 @@ from search_spaces.errors import InputError
 
 CONNECT_TIMEOUT_S = 10.0
 """How long ``--address`` may take to accept a TCP connection before the search is refused."""
+LAUNCHER_RESOURCES = {"cpu": 0.0, "memory": 1.0}
+"""What a trial that runs on Ray Train workers reserves for itself: one byte of memory (Tune wants a
+non-empty request); its workers hold the per-trial resources."""
 
 
 class SearchInterrupted(KeyboardInterrupt):
@@ -114,10 +117,15 @@ class TrialSource(ABC):
       comes with the final result as ``result["checkpoint"]``.
 
     A config names its trial's directory under ``RUN/tune/trials`` in ``config["dirname"]``.
+
+    ``workers_per_trial``: N > 1 when a trial runs on N Ray Train workers, each with the per-trial
+    resources (a data-parallel DARTS search); the trial itself then reserves only
+    :data:`LAUNCHER_RESOURCES`, and the cluster must be able to place the N workers.
     """
 
     run: SearchRun
     reuse_actors: bool = True
+    workers_per_trial: int = 1
 
     @property
     def finished(self) -> bool:
@@ -331,7 +339,8 @@ def dispatch(source: TrialSource, *, cpus_per_trial: float = 1.0, gpus_per_trial
     from ray import tune
 
     progress = progress or Progress(source.run.max_trials)
-    resources = {"cpu": cpus_per_trial, "gpu": gpus_per_trial}
+    workers = source.workers_per_trial
+    resources = {"cpu": cpus_per_trial, "gpu": gpus_per_trial} if workers == 1 else dict(LAUNCHER_RESOURCES)
     sched = _make_scheduler(scheduler, max_epochs)
     if storage is None:
         storage_path, name = str(trials_dir(source.run.run_dir).parent), trials_dir(source.run.run_dir).name
@@ -344,10 +353,10 @@ def dispatch(source: TrialSource, *, cpus_per_trial: float = 1.0, gpus_per_trial
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # ours (Interrupt) stops the run and says so
     try:
         with ray_session(address, num_cpus), interrupt.catching():
-            check_resources(cpus_per_trial, gpus_per_trial)
+            check_resources(cpus_per_trial, gpus_per_trial, workers)
             # with a custom Searcher Tune keeps at most max_concurrent_trials pending (else 1: trials would
             # run one at a time); our strategies propose for every free worker, so allow what fits
-            concurrent = max_concurrent or trial_capacity(cpus_per_trial, gpus_per_trial)
+            concurrent = max_concurrent or trial_capacity(cpus_per_trial, gpus_per_trial, workers)
             searcher = _make_searcher(source, progress, sched, interrupt, max_retries, trial_timeout, timed_out,
                                       latest)
             tuner = tune.Tuner(
@@ -393,27 +402,50 @@ def _input_error_in(err: BaseException) -> InputError | None:
     return None
 
 
-def check_resources(cpus_per_trial: float, gpus_per_trial: float) -> None:
+def check_resources(cpus_per_trial: float, gpus_per_trial: float, workers: int = 1) -> None:
     """InputError unless some live node of the connected cluster has the CPUs and GPUs one trial asks
-    for (Tune would otherwise wait for them forever)."""
+    for, or, for a trial on ``workers`` > 1 Ray Train workers, unless the nodes can place that many
+    workers of those resources (Tune or Train would otherwise wait for them forever)."""
     import ray
 
     nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    total = ray.cluster_resources()
+    where = (f"({len(nodes)} node(s), {total.get('CPU', 0.0):g} CPU and {total.get('GPU', 0.0):g} GPU in all)")
+    if workers > 1:
+        slots = worker_slots(nodes, cpus_per_trial, gpus_per_trial)
+        if slots >= workers:
+            return
+        raise InputError(
+            f"the Ray cluster cannot place a search's {workers} workers (--num-workers): each asks for "
+            f"{cpus_per_trial:g} CPU and {gpus_per_trial:g} GPU (--cpus-per-trial, --gpus-per-trial), and the "
+            f"nodes {where} fit {slots}. Use fewer workers or less per worker, or add nodes")
     if any(r.get("CPU", 0.0) >= cpus_per_trial and r.get("GPU", 0.0) >= gpus_per_trial for r in nodes):
         return
     largest = max(nodes, key=lambda r: (r.get("GPU", 0.0), r.get("CPU", 0.0)), default={})
-    total = ray.cluster_resources()
     raise InputError(
         f"no node of the Ray cluster can run a trial: each asks for {cpus_per_trial:g} CPU and {gpus_per_trial:g} GPU "
         f"(--cpus-per-trial, --gpus-per-trial), but the largest node has {largest.get('CPU', 0.0):g} CPU and "
-        f"{largest.get('GPU', 0.0):g} GPU ({len(nodes)} node(s), {total.get('CPU', 0.0):g} CPU and "
-        f"{total.get('GPU', 0.0):g} GPU in all). Ask for less per trial, or add a node that has it")
+        f"{largest.get('GPU', 0.0):g} GPU {where}. Ask for less per trial, or add a node that has it")
 
 
-def trial_capacity(cpus_per_trial: float, gpus_per_trial: float) -> int:
-    """How many trials of these resources the connected Ray cluster can run at once (at least 1)."""
+def worker_slots(nodes: Sequence[dict[str, float]], cpus: float, gpus: float) -> int:
+    """How many workers of ``cpus`` CPUs and ``gpus`` GPUs the nodes (their ``Resources``) can hold."""
+    slots = 0
+    for resources in nodes:
+        fits = [int(resources.get(key, 0.0) / need + 1e-9) for key, need in (("CPU", cpus), ("GPU", gpus))
+                if need > 0]
+        slots += min(fits) if fits else 0
+    return slots
+
+
+def trial_capacity(cpus_per_trial: float, gpus_per_trial: float, workers: int = 1) -> int:
+    """How many trials of these resources (each on ``workers`` workers of them) the connected Ray
+    cluster can run at once (at least 1)."""
     import ray
 
+    if workers > 1:
+        nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+        return max(1, worker_slots(nodes, cpus_per_trial, gpus_per_trial) // workers)
     resources = ray.cluster_resources()
     fits = [int(resources.get(key, 0.0) // need) for key, need in (("CPU", cpus_per_trial), ("GPU", gpus_per_trial))
             if need > 0]

@@ -6,7 +6,9 @@ the space, so a DARTS search returns the same kind of architecture every other s
 (and ``space.to_graph`` gives the network that export and retraining use).
 
 Built in: the DARTS cell space (:class:`DartsAdapter`) and the NAS-Bench-201 cell space
-(:class:`NB201Adapter`). Any other space opts in by defining ``darts_adapter(self) -> EdgeAdapter``.
+(:class:`NB201Adapter`). Any other space whose variables are op choices of a cell's edges or nodes
+opts in by describing its cell (``darts_cell(self) -> CellSpec``, :mod:`nas.darts.cells`; the
+adapter is then :class:`CellAdapter`), or with an adapter of its own (``darts_adapter(self) -> EdgeAdapter``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from nas.darts.supernet import DartsSearchNetwork, NB201SearchNetwork, SearchNetwork
+from nas.darts.cells import CellSearchNetwork, CellSpec, NB201SearchNetwork, check_cell_spec
+from nas.darts.supernet import DartsSearchNetwork, SearchNetwork
 from search_spaces.errors import InputError
 from search_spaces.spaces.base import SearchSpace
 from search_spaces.spaces.darts import CONCAT, PRIMITIVES, STEPS, DartsSpace, Genotype
@@ -123,6 +126,39 @@ class NB201Adapter(EdgeAdapter):
         return sum(op == "skip_connect" for op in arch)  # type: ignore[union-attr]
 
 
+class CellAdapter(EdgeAdapter):
+    """DARTS for a space that describes its cell (:class:`CellSpec`, from ``space.darts_cell()``).
+
+    Derivation: every op variable takes its strongest op (``none``, when a choice, included); the
+    space's other variables (single-valued) their only value.
+    """
+
+    def __init__(self, space: SearchSpace, spec: CellSpec) -> None:
+        super().__init__(space)
+        self.spec = spec
+        self.variables = check_cell_spec(space, spec)
+        self.ops = tuple(next(v for v in space.variables if v.name == self.variables[0]).choices)
+
+    def edge_labels(self) -> dict[str, list[str]]:
+        return {"cell": list(self.variables)}
+
+    def network(self, config: DartsConfig, input_shape: tuple[int, ...], num_classes: int) -> SearchNetwork:
+        return CellSearchNetwork(self.spec, self.ops, self.variables, input_shape[0], num_classes,
+                                 aux_skip=config.aux_skip, seed=config.seed)
+
+    def derive(self, weights: dict[str, np.ndarray]) -> Hashable:
+        strongest = {name: int(np.argmax(row)) for name, row in zip(self.variables, weights["cell"], strict=True)}
+        return self.space.decode_indices(tuple(strongest.get(v.name, 0) for v in self.space.variables))
+
+    def skip_connects(self, arch: Hashable) -> int:
+        if self.spec.skip_op is None or self.spec.skip_op not in self.ops:
+            return 0
+        skip = self.ops.index(self.spec.skip_op)
+        chosen = dict(zip((v.name for v in self.space.variables), self.space.encode(arch).tolist(), strict=True))
+        positions = [e.variable for e in self.spec.edges] + list(self.spec.node_variables.values())
+        return sum(chosen[name] == skip for name in positions if name is not None)
+
+
 def adapter_for(space: SearchSpace) -> EdgeAdapter:
     """The space's adapter; ValueError naming the usable spaces when its choices are not per-edge ops."""
     if isinstance(space, DartsSpace):
@@ -136,8 +172,12 @@ def adapter_for(space: SearchSpace) -> EdgeAdapter:
             raise InputError(f"space {space.name!r}: darts_adapter() must return an EdgeAdapter, got "
                              f"{type(adapter).__name__}")
         return adapter
-    raise InputError(f"--strategy darts needs a space whose choices are one op per cell edge (darts, nb201); "
-                     f"space {space.name!r} is not one: use --space darts or --space nb201, or another strategy")
+    describe = getattr(space, "darts_cell", None)
+    if callable(describe):
+        return CellAdapter(space, describe())
+    raise InputError(f"--strategy darts needs a space whose choices are one op per cell edge or node (darts, "
+                     f"nb201, or a space that describes its cell with darts_cell(), see nas.darts.cells); space "
+                     f"{space.name!r} is not one: use --space darts or --space nb201, or another strategy")
 
 
 def build_supernet(adapter: EdgeAdapter, config: DartsConfig, input_shape: tuple[int, ...],

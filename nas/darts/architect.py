@@ -15,6 +15,10 @@ DARTS-ES (Zela et al., ICLR 2020).
   iteration on exact Hessian-vector products (double backward).
 
 Inputs are batches ``x (B, C, H, W)``, ``y (B,)``; gradients are returned per alpha, same shapes.
+In a data-parallel search (:mod:`nas.darts.distributed`) they are this worker's shard of each global
+batch, whose size is given (``global_batch``, ``train_batch``, ``valid_batch``): losses are divided by
+it and every gradient (and every loss returned) is summed over the ``replicas`` before it is used, so
+each function returns exactly the single-process value on every worker.
 """
 
 from __future__ import annotations
@@ -24,13 +28,18 @@ import math
 import torch
 import torch.nn.functional as F
 
+from nas.darts.distributed import SINGLE, ReplicaGroup, sharded_cross_entropy
 from nas.darts.supernet import SearchNetwork
 
 
-def loss_on(net: SearchNetwork, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(cross-entropy loss, logits (B, classes))."""
+def loss_on(net: SearchNetwork, x: torch.Tensor, y: torch.Tensor,
+            global_batch: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cross-entropy loss, logits (B, classes)): the mean over the batch, or with ``global_batch`` the
+    sum over this shard divided by the global batch size."""
     logits = net(x)
-    return F.cross_entropy(logits, y), logits
+    if global_batch is None:
+        return F.cross_entropy(logits, y), logits
+    return sharded_cross_entropy(logits, y, global_batch), logits
 
 
 def grad(loss: torch.Tensor, params: list[torch.Tensor], **kwargs: object) -> list[torch.Tensor]:
@@ -40,10 +49,17 @@ def grad(loss: torch.Tensor, params: list[torch.Tensor], **kwargs: object) -> li
     return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads, strict=True)]
 
 
-def first_order_grad(net: SearchNetwork, x_v: torch.Tensor, y_v: torch.Tensor) -> tuple[float, list[torch.Tensor]]:
+def _summed(replicas: ReplicaGroup, grads: list[torch.Tensor], loss: torch.Tensor) -> tuple[float, list[torch.Tensor]]:
+    """(loss, gradients), each summed over the replicas in one collective."""
+    *summed, total = replicas.sum([*grads, loss.detach().reshape(1)])
+    return float(total), summed
+
+
+def first_order_grad(net: SearchNetwork, x_v: torch.Tensor, y_v: torch.Tensor, replicas: ReplicaGroup = SINGLE,
+                     global_batch: int | None = None) -> tuple[float, list[torch.Tensor]]:
     """(validation loss, ``∇_α L_val(w, α)``)."""
-    loss, _ = loss_on(net, x_v, y_v)
-    return float(loss.detach()), grad(loss, net.arch_parameters())
+    loss, _ = loss_on(net, x_v, y_v, global_batch or len(y_v))
+    return _summed(replicas, grad(loss, net.arch_parameters()), loss)
 
 
 def _add_(params: list[torch.Tensor], vectors: list[torch.Tensor], alpha: float) -> None:
@@ -53,7 +69,9 @@ def _add_(params: list[torch.Tensor], vectors: list[torch.Tensor], alpha: float)
 
 def second_order_grad(net: SearchNetwork, x_t: torch.Tensor, y_t: torch.Tensor, x_v: torch.Tensor,
                       y_v: torch.Tensor, lr: float, momentum: float, weight_decay: float,
-                      momentum_buffers: list[torch.Tensor | None]) -> tuple[float, list[torch.Tensor]]:
+                      momentum_buffers: list[torch.Tensor | None], replicas: ReplicaGroup = SINGLE,
+                      train_batch: int | None = None,
+                      valid_batch: int | None = None) -> tuple[float, list[torch.Tensor]]:
     """(validation loss at w', the unrolled architecture gradient); see the module docstring.
 
     ``momentum_buffers``: the weight optimizer's buffer per weight (None before its first step).
@@ -61,9 +79,10 @@ def second_order_grad(net: SearchNetwork, x_t: torch.Tensor, y_t: torch.Tensor, 
     weights = list(net.weight_parameters())
     alphas = net.arch_parameters()
     original = [w.detach().clone() for w in weights]
+    train_batch = train_batch or len(y_t)
     # virtual step w' = w - ξ (μ m + g + λ w)
-    loss_t, _ = loss_on(net, x_t, y_t)
-    grads = grad(loss_t, weights)
+    loss_t, _ = loss_on(net, x_t, y_t, train_batch)
+    grads = replicas.sum(grad(loss_t, weights))
     with torch.no_grad():
         for w, g, m in zip(weights, grads, momentum_buffers, strict=True):
             step = g + weight_decay * w
@@ -72,8 +91,8 @@ def second_order_grad(net: SearchNetwork, x_t: torch.Tensor, y_t: torch.Tensor, 
             w.sub_(lr * step)
     del grads, loss_t
     stats = [b.detach().clone() for b in net.buffers()]
-    loss_v, _ = loss_on(net, x_v, y_v)
-    unrolled = grad(loss_v, alphas + weights)
+    loss_v, _ = loss_on(net, x_v, y_v, valid_batch or len(y_v))
+    loss_value, unrolled = _summed(replicas, grad(loss_v, alphas + weights), loss_v)
     d_alpha, v = list(unrolled[: len(alphas)]), list(unrolled[len(alphas):])
     del unrolled
     with torch.no_grad():
@@ -81,25 +100,32 @@ def second_order_grad(net: SearchNetwork, x_t: torch.Tensor, y_t: torch.Tensor, 
             b.copy_(saved)
         for w, saved in zip(weights, original, strict=True):
             w.copy_(saved)
-    hvp = finite_difference_hvp(net, weights, v, x_t, y_t)
+    hvp = finite_difference_hvp(net, weights, v, x_t, y_t, replicas, train_batch)
     for w, saved in zip(weights, original, strict=True):  # exact restore (no float drift from ±R v)
         w.data.copy_(saved)
-    return float(loss_v.detach()), [da - lr * h for da, h in zip(d_alpha, hvp, strict=True)]
+    return loss_value, [da - lr * h for da, h in zip(d_alpha, hvp, strict=True)]
 
 
 def finite_difference_hvp(net: SearchNetwork, weights: list[torch.Tensor], v: list[torch.Tensor], x: torch.Tensor,
-                          y: torch.Tensor) -> list[torch.Tensor]:
-    """``∇²_{α,w} L(w, α) · v`` by central differences with ``R = 0.01 / ‖v‖`` (weights moved and put back)."""
+                          y: torch.Tensor, replicas: ReplicaGroup = SINGLE,
+                          global_batch: int | None = None) -> list[torch.Tensor]:
+    """``∇²_{α,w} L(w, α) · v`` by central differences with ``R = 0.01 / ‖v‖`` (weights moved and put back).
+
+    ``v``: the same on every replica; the two gradients are summed over the replicas.
+    """
     norm = math.sqrt(sum(float((t * t).sum()) for t in v))
     r = 0.01 / norm if norm > 0 else 0.01
     alphas = net.arch_parameters()
+    global_batch = global_batch or len(y)
     _add_(weights, v, r)
-    loss_plus, _ = loss_on(net, x, y)
+    loss_plus, _ = loss_on(net, x, y, global_batch)
     g_plus = grad(loss_plus, alphas)
     _add_(weights, v, -2.0 * r)
-    loss_minus, _ = loss_on(net, x, y)
+    loss_minus, _ = loss_on(net, x, y, global_batch)
     g_minus = grad(loss_minus, alphas)
     _add_(weights, v, r)
+    summed = replicas.sum([*g_plus, *g_minus])
+    g_plus, g_minus = summed[: len(alphas)], summed[len(alphas):]
     return [(p - m) / (2.0 * r) for p, m in zip(g_plus, g_minus, strict=True)]
 
 

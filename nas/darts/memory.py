@@ -10,10 +10,15 @@ margin (allocator, convolution workspaces). Second order keeps one autograd grap
 but its four graphs per step of different shapes leave the allocator holding more: measured on
 CPU (bench/darts_step.py, 8 cells, C=16, batch 64, 32x32) its peak resident memory is 1.33x first
 order's (12.0 vs 9.05 GiB), so its activations are counted 1.35 times.
+
+A data-parallel search (``num_workers`` N) holds on each worker the supernet and that worker's share
+of the batch, at most ``ceil(batch / N)`` samples: the check is made per worker at that batch, and
+a refusal names the largest global batch that fits (N times the largest per-worker batch).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,15 +110,19 @@ def _cgroup_limit() -> int | None:
 
 def check_memory(space: SearchSpace, config: DartsConfig, input_shape: tuple[int, ...], available: int,
                  where: str = "the device") -> MemoryEstimate:
-    """The estimate; ValueError (with a batch size that fits) when the configured batch does not."""
+    """The estimate; InputError (with a batch size that fits) when a worker's share of the configured
+    batch does not fit ``available`` bytes (the memory of one worker's device)."""
     estimate = estimate_memory(space, config, input_shape)
-    need = estimate.at(config.batch_size)
+    workers = config.num_workers
+    per_worker = math.ceil(config.batch_size / workers)
+    need = estimate.at(per_worker)
     if need <= available:
         return estimate
-    fits = estimate.largest_batch(available)
+    fits = estimate.largest_batch(available) * workers
     shape = "x".join(map(str, input_shape))
-    advice = (f"use --batch-size {fits} (the largest that fits)" if fits >= 1 else
+    share, on = (f" ({per_worker} per worker of {workers})", f" on {workers} workers") if workers > 1 else ("", "")
+    advice = (f"use --batch-size {fits} (the largest that fits{on})" if fits >= 1 else
               "even batch size 1 does not fit: use fewer --init-channels / --layers, or a larger device")
-    raise InputError(f"DARTS supernet does not fit: about {need / GIB:.2f} GiB at batch size {config.batch_size} "
-                     f"({estimate.per_sample / 2**20:.1f} MiB of activations per {shape} sample) but {where} has "
-                     f"{available / GIB:.2f} GiB free; {advice}")
+    raise InputError(f"DARTS supernet does not fit: about {need / GIB:.2f} GiB at batch size {config.batch_size}"
+                     f"{share} ({estimate.per_sample / 2**20:.1f} MiB of activations per {shape} sample) but {where} "
+                     f"has {available / GIB:.2f} GiB free; {advice}")

@@ -1,22 +1,21 @@
 """DARTS as a one-shot method (``strategy="darts"``): one Ray Tune trial per seed, each a whole search.
 
-Each search runs on the trial's resources (a GPU when one is given). Per epoch the trial reports
-the supernet's losses and accuracies, the architecture derived from the current alphas and its
-number of skip connections, and appends the full alpha trajectory (softmax weights per edge) to
-``RUN/darts/seed_<s>/alphas.jsonl``; ``alphas.png`` beside it plots the mean weight of each op
-per epoch, so a skip-connect collapse can be seen. The finished search's derived architecture
-becomes the run's trial (score: the supernet's accuracy on the alpha split at the returned
-epoch); on the NAS-Bench-201 space with a table, its benchmark index and accuracies are added to
-the trial's metrics (:class:`nas.methods.base.OneShotMethod` does the journaling).
+Each search runs on the trial's resources (a GPU when one is given), or with ``num_workers`` N > 1
+on N Ray Train workers of those resources each (:mod:`nas.darts.workers`, data parallel; still one
+Tune trial). Per epoch the trial reports the supernet's losses and accuracies, the architecture
+derived from the current alphas and its number of skip connections, and appends the alpha trajectory
+to ``RUN/darts/seed_<s>/alphas.jsonl`` (:mod:`nas.darts.trial`). The finished search's derived
+architecture becomes the run's trial (score: the supernet's accuracy on the alpha split at the
+returned epoch); on the NAS-Bench-201 space with a table, its benchmark index and accuracies are
+added to the trial's metrics (:class:`nas.methods.base.OneShotMethod` does the journaling).
 
-Before anything is launched, the supernet's memory at the batch size is estimated and the run is
-refused, with a batch size that fits, when it cannot fit the local device.
+Before anything is launched, the supernet's memory at a worker's share of the batch is estimated and
+the run is refused, with a batch size that fits, when it cannot fit the local device.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Hashable
 from dataclasses import fields
 from pathlib import Path
@@ -27,57 +26,29 @@ import torch
 from nas.benchmarks.nb201 import NB201Table
 from nas.darts.adapters import adapter_for
 from nas.darts.memory import available_memory, check_memory
-from nas.darts.search import DartsConfig, darts_search
-from nas.methods.base import OneShotMethod, append_line, read_lines
+from nas.darts.search import DartsConfig
+from nas.darts.trial import SearchReports, search_and_report
+from nas.darts.workers import WorkersDied, search_on_workers
+from nas.methods.base import OneShotMethod
 from nas.trainer import TrialFailed, device_for
 from search_spaces.errors import InputError
 from search_spaces.spaces.base import SearchSpace
 
-ALPHA_LOG = "alphas.jsonl"
 RESULT_KEYS = ("device", "search_seconds", "epochs_run", "returned_epoch", "stopped_early", "stop_reason",
                "train_acc", "val_acc", "skip_connects")
 # the user's training settings DARTS takes over its own defaults (the rest of a TrainConfig does not apply)
 TRAIN_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "momentum", "grad_clip", "seed")
 
 
-def plot_alphas(log: Path, out: Path) -> Path | None:
-    """``out``: per alpha name, the mean softmax weight of each op over the edges, against epochs."""
-    records = read_lines(log)
-    if not records:
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    names = list(records[0]["alphas"])
-    ops = records[0]["ops"]
-    fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 3.8), squeeze=False)
-    epochs = [r["epoch"] for r in records]
-    for ax, name in zip(axes[0], names, strict=True):
-        mean = np.array([np.asarray(r["alphas"][name]).mean(0) for r in records])  # (epochs, ops)
-        for k, op in enumerate(ops):
-            ax.plot(epochs, mean[:, k], label=op, lw=2.5 if op == "skip_connect" else 1.2)
-        ax.set_title(f"{name if name == 'cell' else name + ' cell'}: mean softmax(alpha) over edges")
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
-
-
 def darts_trial(config: dict[str, Any], space: SearchSpace | None = None, options: dict[str, Any] | None = None,
-                data: Any = None, gpus: float = 0.0) -> None:
-    """One DARTS search inside a Ray worker; reports every epoch, then the derived architecture.
+                data: Any = None, gpus: float = 0.0, cpus: float = 1.0) -> None:
+    """One DARTS search inside a Ray Tune trial; reports every epoch, then the derived architecture.
 
     Reports the supernet's ``train_acc`` / ``val_acc`` / losses, ``skip_connects`` and ``score``
     per epoch and, at the end, ``derived`` with ``arch_json`` (the space's JSON form, as a string:
-    Tune flattens nested results); a
-    failure is reported as ``failed`` with a reason instead of raising, so the run records why and
-    goes on.
+    Tune flattens nested results). A failure is reported as ``failed`` with a reason instead of
+    raising, so the run records why and goes on; only the death of a data-parallel worker raises
+    (:class:`~nas.darts.workers.WorkersDied`: the dispatcher runs the search again).
     """
     from ray import tune
 
@@ -85,33 +56,16 @@ def darts_trial(config: dict[str, Any], space: SearchSpace | None = None, option
     darts = DartsConfig.from_dict({**options, "seed": config["seed"]})
     base: dict[str, Any] = {"seed": darts.seed}
     try:
-        adapter = adapter_for(space)
+        log_dir = Path(config["dir"])
+        if darts.num_workers > 1:
+            search_on_workers(space, darts, data, log_dir, cpus, gpus)
+            return
         device = device_for(gpus)
         base["device"] = str(device)
-        log_dir = Path(config["dir"])
-        log_dir.mkdir(parents=True, exist_ok=True)
-        alpha_log = log_dir / ALPHA_LOG
-        alpha_log.write_text("")  # a search that runs again starts its trajectory again
-
-        def on_epoch(epoch: int, record: dict[str, Any]) -> None:
-            append_line(alpha_log, {"epoch": epoch, "ops": list(adapter.ops), "alphas": record["alphas"],
-                                    "edges": adapter.edge_labels(), "skip_connects": record["skip_connects"],
-                                    "arch": record["arch"], "hessian_eigenvalue": record.get("hessian_eigenvalue")})
-            summary = {k: v for k, v in record.items() if not isinstance(v, (list, dict))}
-            summary["val_acc"], summary["val_loss"] = summary.pop("valid_acc"), summary.pop("valid_loss")
-            tune.report({**base, **summary, "failed": False, "score": summary["val_acc"]})
-
-        check_memory(space, darts, data.input_shape, available_memory(device), where=f"this trial's {device}")
-        start = time.time()
-        result = darts_search(space, darts, data.train_x, data.train_y, device, on_epoch=on_epoch, adapter=adapter)
-        plot_alphas(alpha_log, log_dir / "alphas.png")
-        last = result.history[result.epoch - 1]
-        tune.report({**base, "derived": True, "failed": False, "arch_json": json.dumps(space.to_json(result.arch)),
-                     "score": float(result.valid_acc), "val_acc": float(result.valid_acc),
-                     "train_acc": last["train_acc"], "skip_connects": last["skip_connects"],
-                     "search_seconds": round(time.time() - start, 2), "epochs_run": len(result.history),
-                     "returned_epoch": result.epoch, "stopped_early": result.stopped_early,
-                     "stop_reason": result.stop_reason, "alpha_log": str(alpha_log)})
+        search_and_report(space, darts, data, device, SearchReports(space, adapter_for(space), base, tune.report,
+                                                                     log_dir))
+    except WorkersDied:
+        raise
     except TrialFailed as err:
         tune.report({**base, "failed": True, "reason": err.reason, "score": float("nan")})
     except Exception as err:  # a failed search never takes the run down
@@ -120,7 +74,7 @@ def darts_trial(config: dict[str, Any], space: SearchSpace | None = None, option
 
 class Darts(OneShotMethod):
     """DARTS (Liu et al. 2019): options are :class:`~nas.darts.search.DartsConfig` fields (the paper's
-    defaults); searches the ``darts`` and ``nb201`` spaces and any space with ``darts_adapter()``."""
+    defaults, and ``num_workers``); searches the spaces :func:`~nas.darts.adapters.adapter_for` accepts."""
 
     name = "darts"
     default_space = "darts"
@@ -138,10 +92,19 @@ class Darts(OneShotMethod):
         resolved.pop("seed")  # each search's seed is its trial's (seed, seed + 1, ...)
         return resolved
 
+    @property
+    def workers_per_trial(self) -> int:  # type: ignore[override]
+        """Ray Train workers of one search (``num_workers``; 1: the search runs in its trial)."""
+        return int(self.options.get("num_workers", 1))
+
     def check(self) -> None:
         adapter_for(self.space)
         darts = DartsConfig.from_dict({**self.options, "seed": 0})
         gpus = self.gpus
+        if darts.num_workers > 1 and gpus != int(gpus):
+            raise InputError(f"--gpus-per-trial {gpus:g} with --num-workers {darts.num_workers}: each worker of a "
+                             "data-parallel search needs whole GPUs of its own (NCCL runs one rank per GPU); use "
+                             "--gpus-per-trial 1, or 0 for CPU workers")
         if not self.remote and (gpus == 0 or torch.cuda.is_available()):  # else: checked in the trial
             device = torch.device("cuda" if gpus > 0 else "cpu")
             check_memory(self.space, darts, self.data.input_shape, available_memory(device),
@@ -152,7 +115,7 @@ class Darts(OneShotMethod):
         from ray import tune
 
         return tune.with_parameters(darts_trial, space=self.space, options=self.options, data=self.data,
-                                    gpus=self.gpus)
+                                    gpus=self.gpus, cpus=self.cpus)
 
     def describe_epoch(self, result: dict[str, Any]) -> str | None:
         if "epoch" not in result:

@@ -27,6 +27,11 @@ Skip-connect collapse remedies (nas-algorithms.md 2.9), off by default:
   (0.75), the search stops and returns the architecture of ``es_window`` epochs ago.
 * ``early_stop="skips"`` (DARTS+, Liang et al. 2019): stop as soon as the derived normal cell has
   ``max_skips`` (2) or more skip connections, and return that architecture.
+
+Data parallel (``num_workers`` > 1): the same loop runs on every worker of a
+:class:`~nas.darts.distributed.ReplicaGroup`, each taking its shard of every global batch drawn as
+above, with gradients, losses and batch-norm statistics summed over the workers
+(:mod:`nas.darts.distributed`), so it computes what one process computes (first and second order).
 """
 
 from __future__ import annotations
@@ -39,11 +44,13 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from nas.augment import AUGMENTS, make_augment
 from nas.darts.adapters import EdgeAdapter, adapter_for, build_supernet
 from nas.darts.architect import dominant_hessian_eigenvalue, first_order_grad, grad, loss_on, second_order_grad
+from nas.darts.distributed import SINGLE, ReplicaGroup
 from nas.trainer import TrialFailed, is_oom
 from search_spaces.errors import InputError
 from search_spaces.spaces.base import SearchSpace
@@ -59,6 +66,9 @@ class DartsConfig:
     ``init_channels`` / ``layers``: the DARTS search network (16, 8); the NAS-Bench-201 search
     network is that space's own skeleton. ``hessian_every``: also log the dominant Hessian
     eigenvalue every N epochs (0: only when ``early_stop="hessian"``, which needs it every epoch).
+    ``num_workers``: data-parallel workers of one search (Ray Train); ``batch_size`` is the global
+    batch, split between them. It is left out of :meth:`to_dict` when it is 1, so configurations
+    stored before it existed resolve to the same dict.
     """
 
     epochs: int = 50
@@ -84,15 +94,20 @@ class DartsConfig:
     hessian_every: int = 0
     hessian_iterations: int = 20
     seed: int = 2
+    num_workers: int = 1
 
     def validate(self) -> DartsConfig:
         """ValueError naming the first bad field; returns ``self``."""
         for name, minimum in (("epochs", 1), ("batch_size", 1), ("init_channels", 2), ("layers", 1),
                               ("es_window", 1), ("max_skips", 1), ("hessian_every", 0), ("hessian_iterations", 1),
-                              ("seed", 0)):
+                              ("seed", 0), ("num_workers", 1)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise InputError(f"darts: {name} must be an int >= {minimum}, got {value!r}")
+        if self.batch_size < self.num_workers:
+            raise InputError(f"darts: batch_size ({self.batch_size}) must be at least num_workers "
+                             f"({self.num_workers}): each worker takes a share of every batch; use a larger "
+                             "--batch-size or fewer --num-workers")
         if self.init_channels % 2:
             raise InputError(f"darts: init_channels must be even (FactorizedReduce), got {self.init_channels}")
         if self.order not in (1, 2):
@@ -122,6 +137,8 @@ class DartsConfig:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["arch_betas"] = list(self.arch_betas)
+        if self.num_workers == 1:  # the default: absent, as in configurations stored before the option
+            del data["num_workers"]
         return data
 
     @classmethod
@@ -170,18 +187,23 @@ def split_indices(n: int, train_portion: float) -> tuple[int, int]:
 
 def darts_search(space: SearchSpace, config: DartsConfig, train_x: torch.Tensor, train_y: torch.Tensor,
                  device: torch.device | str = "cpu", on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
-                 adapter: EdgeAdapter | None = None) -> DartsResult:
-    """Run one search; ``train_x`` (N, C, H, W) float, ``train_y`` (N,) int64 class ids.
+                 adapter: EdgeAdapter | None = None, replicas: ReplicaGroup = SINGLE) -> DartsResult:
+    """Run one search; ``train_x`` (N, C, H, W) float, ``train_y`` (N,) int64 class ids (the whole
+    training set on every worker of ``replicas``, whose size must be ``config.num_workers``).
 
     Raises :class:`~nas.trainer.TrialFailed` on a non-finite loss or out of memory (with the reason).
     """
     config.validate()
+    if replicas.world_size != config.num_workers:
+        raise InputError(f"darts: num_workers={config.num_workers} but this search runs on {replicas.world_size} "
+                         "worker(s); a data-parallel search is launched by nas.Experiment / nas search "
+                         "(--num-workers), which starts its workers on Ray Train")
     adapter = adapter or adapter_for(space)
     device = torch.device(device)
     num_classes = int(getattr(space, "num_classes", int(train_y.max()) + 1))
     input_shape = tuple(train_x.shape[1:])
     n_w, n_a = split_indices(len(train_x), config.train_portion)
-    net = build_supernet(adapter, config, input_shape, num_classes).to(device)
+    net = replicas.prepare(build_supernet(adapter, config, input_shape, num_classes).to(device))
     weights = list(net.weight_parameters())
     w_opt = torch.optim.SGD(weights, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     a_opt = torch.optim.Adam(net.arch_parameters(), lr=config.arch_lr, betas=config.arch_betas,
@@ -201,8 +223,8 @@ def darts_search(space: SearchSpace, config: DartsConfig, train_x: torch.Tensor,
                 group["lr"] = lr
             net.aux_skip_beta = config.aux_beta_at(epoch)
             train_loss, train_acc = _train_epoch(net, config, w_opt, a_opt, weights, x_all, y_all, n_w, n_a, lr,
-                                                 transform, gen, epoch)
-            valid_loss, valid_acc = _evaluate(net, x_all[n_w:], y_all[n_w:], config.batch_size)
+                                                 transform, gen, epoch, replicas)
+            valid_loss, valid_acc = _evaluate(net, x_all[n_w:], y_all[n_w:], config.batch_size, replicas)
             soft = {k: v.detach().cpu().numpy() for k, v in net.arch_weights().items()}
             arch = adapter.derive(soft)
             record: dict[str, Any] = {
@@ -212,7 +234,8 @@ def darts_search(space: SearchSpace, config: DartsConfig, train_x: torch.Tensor,
                 "alphas": {k: np.round(v, 6).tolist() for k, v in soft.items()},
             }
             if config.early_stop == "hessian" or (config.hessian_every and (epoch + 1) % config.hessian_every == 0):
-                eig = dominant_hessian_eigenvalue(net, *hessian_batch, config.hessian_iterations, gen)
+                with replicas.local_statistics(net):  # the same full batch on every worker
+                    eig = dominant_hessian_eigenvalue(net, *hessian_batch, config.hessian_iterations, gen)
                 record["hessian_eigenvalue"] = eig
                 eigenvalues.append(eig)
             record["epoch_seconds"] = round(time.perf_counter() - start, 3)
@@ -234,8 +257,12 @@ def darts_search(space: SearchSpace, config: DartsConfig, train_x: torch.Tensor,
 
 def _train_epoch(net: nn.Module, config: DartsConfig, w_opt: torch.optim.Optimizer, a_opt: torch.optim.Optimizer,
                  weights: list[nn.Parameter], x_all: torch.Tensor, y_all: torch.Tensor, n_w: int, n_a: int, lr: float,
-                 transform: Any, gen: torch.Generator, epoch: int) -> tuple[float, float]:
-    """One epoch of alternating architecture / weight steps: (mean train loss, train accuracy)."""
+                 transform: Any, gen: torch.Generator, epoch: int,
+                 replicas: ReplicaGroup = SINGLE) -> tuple[float, float]:
+    """One epoch of alternating architecture / weight steps: (mean train loss, train accuracy).
+
+    Batches (and their augmentation) are drawn whole, identically on every replica, then sharded.
+    """
     net.train()
     device = x_all.device
     order = torch.randperm(n_w, generator=gen).to(device)
@@ -247,30 +274,34 @@ def _train_epoch(net: nn.Module, config: DartsConfig, w_opt: torch.optim.Optimiz
         x_t, y_t, x_v, y_v = x_all[idx_t], y_all[idx_t], x_all[idx_v], y_all[idx_v]
         if transform is not None:
             x_t, x_v = transform(x_t, gen), transform(x_v, gen)
+        n_t, n_v = len(y_t), len(y_v)  # global batch sizes
+        x_t, y_t, x_v, y_v = replicas.shard(x_t, y_t, x_v, y_v)
         # 1. architecture step
         if config.order == 1:
-            val_loss, grads = first_order_grad(net, x_v, y_v)  # type: ignore[arg-type]
+            val_loss, grads = first_order_grad(net, x_v, y_v, replicas, n_v)  # type: ignore[arg-type]
         else:
             buffers = [w_opt.state.get(w, {}).get("momentum_buffer") for w in weights]
             val_loss, grads = second_order_grad(net, x_t, y_t, x_v, y_v, lr, config.momentum,  # type: ignore[arg-type]
-                                                config.weight_decay, buffers)
+                                                config.weight_decay, buffers, replicas, n_t, n_v)
         _check_finite(val_loss, "architecture", epoch, step)
         a_opt.zero_grad(set_to_none=True)
         for alpha, g in zip(alphas, grads, strict=True):
             alpha.grad = g
         a_opt.step()
         # 2. weight step
-        loss, logits = loss_on(net, x_t, y_t)  # type: ignore[arg-type]
-        _check_finite(float(loss.detach()), "weight", epoch, step)
+        loss, logits = loss_on(net, x_t, y_t, n_t)  # type: ignore[arg-type]
+        hits = (logits.argmax(1) == y_t).sum().to(loss.dtype)
+        *w_grads, totals = replicas.sum([*grad(loss, weights), torch.stack([loss.detach(), hits])])
+        _check_finite(float(totals[0]), "weight", epoch, step)
         w_opt.zero_grad(set_to_none=True)
-        for w, g in zip(weights, grad(loss, weights), strict=True):
+        for w, g in zip(weights, w_grads, strict=True):
             w.grad = g
         if config.grad_clip > 0:
             nn.utils.clip_grad_norm_(weights, config.grad_clip)
         w_opt.step()
-        total_loss += float(loss.detach()) * len(y_t)
-        correct += int((logits.argmax(1) == y_t).sum())
-        seen += len(y_t)
+        total_loss += float(totals[0]) * n_t
+        correct += round(float(totals[1]))
+        seen += n_t
     return total_loss / seen, correct / seen
 
 
@@ -280,15 +311,20 @@ def _check_finite(loss: float, which: str, epoch: int, step: int) -> None:
 
 
 @torch.no_grad()
-def _evaluate(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[float, float]:
+def _evaluate(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
+              replicas: ReplicaGroup = SINGLE) -> tuple[float, float]:
+    """(mean loss, accuracy) on ``x`` (N, C, H, W), ``y`` (N,) in eval mode, by batches of ``batch_size``
+    (each replica evaluates its shard of every batch; the sums are added up)."""
     net.eval()
     total_loss, correct = 0.0, 0
     for lo in range(0, len(x), batch_size):
-        loss, logits = loss_on(net, x[lo:lo + batch_size], y[lo:lo + batch_size])  # type: ignore[arg-type]
-        total_loss += float(loss) * len(logits)
-        correct += int((logits.argmax(1) == y[lo:lo + batch_size]).sum())
+        xb, yb = replicas.shard(x[lo:lo + batch_size], y[lo:lo + batch_size])
+        logits = net(xb)
+        total_loss += float(F.cross_entropy(logits, yb, reduction="sum"))
+        correct += int((logits.argmax(1) == yb).sum())
     net.train()
-    return total_loss / len(x), correct / len(x)
+    total_loss, summed_correct = replicas.sum_scalars(total_loss, correct)
+    return total_loss / len(x), summed_correct / len(x)
 
 
 def _early_stop(config: DartsConfig, record: dict[str, Any], eigenvalues: list[float]) -> tuple[int, str] | None:

@@ -7,10 +7,8 @@
   per cell, 14 mixed edges; output = concat of the 4 nodes; global pool; linear). Ops are built
   with ``affine=False`` and every pool is followed by ``BatchNorm2d(C, affine=False)``.
   ``alphas["normal"]``, ``alphas["reduce"]``: (14, 8), initialised ``1e-3 · randn``.
-* :class:`NB201SearchNetwork`: AutoDL-Projects ``TinyNetworkDarts`` (stem Conv3x3 + BN; N search
-  cells per stage at C, 2C, 4C with ResNet basic reduction blocks between; BN-ReLU; global pool;
-  linear). Search-cell ops have ``affine=False`` BN without running statistics; one ``α`` (6, 5)
-  shared by every cell.
+* The NAS-Bench-201 search network (AutoDL-Projects ``TinyNetworkDarts``) is the generic cell
+  network of :mod:`nas.darts.cells` on NB-201's cell: :class:`nas.darts.cells.NB201SearchNetwork`.
 
 Every network: ``forward(x (B, C_in, H, W)) -> logits (B, num_classes)``, ``alphas`` (an
 ``nn.ParameterDict``), :meth:`SearchNetwork.weight_parameters` (everything but the alphas),
@@ -181,23 +179,6 @@ class DartsSearchNetwork(SearchNetwork):
         return self.classifier(F.adaptive_avg_pool2d(s1, 1).flatten(1))
 
 
-class NB201SearchCell(nn.Module):
-    """AutoDL ``NAS201SearchCell`` (4 nodes, 6 mixed edges, C -> C): (B, C, H, W) -> (B, C, H, W)."""
-
-    EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
-
-    def __init__(self, ops: Sequence[str], channels: int, aux_skip: bool) -> None:
-        super().__init__()
-        self.edges = nn.ModuleList(MixedOp(ops, channels, 1, nb201_op, aux_skip) for _ in self.EDGES)
-
-    def forward(self, x: torch.Tensor, weights: torch.Tensor, aux_beta: float) -> torch.Tensor:
-        nodes = [x]
-        for j in (1, 2, 3):
-            nodes.append(sum(self.edges[k](nodes[src], weights[k], aux_beta)  # type: ignore[arg-type]
-                             for k, (to, src) in enumerate(self.EDGES) if to == j))
-        return nodes[3]
-
-
 class ResNetBasicBlock(nn.Module):
     """AutoDL ``ResNetBasicblock(C, 2C, stride 2)``: (B, C, H, W) -> (B, 2C, H/2, W/2)."""
 
@@ -209,31 +190,3 @@ class ResNetBasicBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv_b(self.conv_a(x)) + self.downsample(x)
-
-
-class NB201SearchNetwork(SearchNetwork):
-    """AutoDL ``TinyNetworkDarts(C, N)``: (B, C_in, H, W) -> (B, num_classes)."""
-
-    def __init__(self, ops: Sequence[str], C: int = 16, N: int = 5, num_classes: int = 10, in_channels: int = 3,
-                 aux_skip: bool = False, seed: int = 0) -> None:
-        super().__init__()
-        generator = torch.Generator().manual_seed(seed)
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, C, 3, padding=1, bias=False), nn.BatchNorm2d(C))
-        layers: list[nn.Module] = []
-        channels = C
-        for stage in range(3):
-            if stage:
-                layers.append(ResNetBasicBlock(channels, 2 * channels))
-                channels *= 2
-            layers += [NB201SearchCell(ops, channels, aux_skip) for _ in range(N)]
-        self.cells = nn.ModuleList(layers)
-        self.lastact = nn.Sequential(nn.BatchNorm2d(channels), nn.ReLU())
-        self.classifier = nn.Linear(channels, num_classes)
-        self._init_alphas({"cell": (len(NB201SearchCell.EDGES), len(ops))}, generator)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weights = self.arch_weights()["cell"]
-        h = self.stem(x)
-        for layer in self.cells:
-            h = layer(h, weights, self.aux_skip_beta) if isinstance(layer, NB201SearchCell) else layer(h)
-        return self.classifier(F.adaptive_avg_pool2d(self.lastact(h), 1).flatten(1))

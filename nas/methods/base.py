@@ -97,14 +97,15 @@ class OneShotMethod(TrialSource):
 
     def __init__(self, space: SearchSpace, options: dict[str, Any], *, seed: int, trials: int, data: Any,
                  run_dir: str | Path, config: dict[str, Any], table: str | None = None, gpus: float = 0.0,
-                 remote: bool = False, log: Callable[[str], None] = print) -> None:
-        """``gpus``: GPUs per search; ``remote``: the searches run on a cluster (not this machine).
-        Runs :meth:`check` first: nothing is written when it refuses."""
+                 cpus: float = 1.0, remote: bool = False, log: Callable[[str], None] = print) -> None:
+        """``gpus`` / ``cpus``: per search (per worker of a search on several); ``remote``: the searches run
+        on a cluster (not this machine). Runs :meth:`check` first: nothing is written when it refuses."""
         self.space = space
         self.options = options
         self.data = data
         self.table = table
         self.gpus = gpus
+        self.cpus = cpus
         self.remote = remote
         self.log = log
         self.check()

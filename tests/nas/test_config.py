@@ -50,6 +50,17 @@ def test_stored_configuration_resolves_to_itself(given: dict) -> None:
     assert resolve_config(stored).to_dict() == stored
 
 
+def test_a_darts_run_stored_before_num_workers_resolves_unchanged() -> None:
+    """num_workers is stored only when it is not 1, so the config.json of a DARTS run made before the
+    option existed (no such key) resolves to exactly what it holds, and its run resumes."""
+    old = resolve_config({"strategy": "darts", "space": "nb201"}).to_dict()
+    assert "num_workers" not in old["strategy_options"]
+    assert resolve_config(old).to_dict() == old
+    assert resolve_config({**old, "strategy_options": {**old["strategy_options"], "num_workers": 1}}).to_dict() == old
+    two = resolve_config({**old, "strategy_options": {**old["strategy_options"], "num_workers": 2}}).to_dict()
+    assert two["strategy_options"]["num_workers"] == 2 and resolve_config(two).to_dict() == two
+
+
 def test_explicit_default_is_no_change() -> None:
     assert resolve_config({"strategy_options": {"population_size": 10}, "train": {"momentum": 0.9}}) == \
         resolve_config({})

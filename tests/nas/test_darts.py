@@ -21,9 +21,10 @@ from nas.darts.architect import (
     first_order_grad,
     second_order_grad,
 )
+from nas.darts.cells import NB201SearchNetwork
 from nas.darts.memory import MARGIN, check_memory, estimate_memory
 from nas.darts.search import _early_stop, split_indices
-from nas.darts.supernet import DartsSearchNetwork, MixedOp, NB201SearchNetwork, SearchNetwork, nb201_op
+from nas.darts.supernet import DartsSearchNetwork, MixedOp, SearchNetwork, nb201_op
 from search_spaces.ir import ArchGraph
 from search_spaces.spaces.base import SearchSpace, Variable
 from search_spaces.spaces.darts import DARTS_V2, PRIMITIVES, DartsSpace, Genotype
@@ -410,6 +411,12 @@ def test_config_validation() -> None:
     with pytest.raises(ValueError, match="unknown option"):
         DartsConfig.from_dict({"population_size": 3})
     assert DartsConfig.from_dict(DartsConfig(order=2).to_dict()) == DartsConfig(order=2)
+    for bad in ({"num_workers": 0}, {"num_workers": 1.5}, {"num_workers": 4, "batch_size": 3}):
+        with pytest.raises(ValueError, match=r"darts: .*num_workers"):
+            DartsConfig.from_dict(bad)
+    # num_workers is stored only when it is not 1: configurations stored before it existed stay the same
+    assert "num_workers" not in DartsConfig().to_dict()
+    assert DartsConfig.from_dict(DartsConfig(num_workers=2).to_dict()) == DartsConfig(num_workers=2)
     with pytest.raises(ValueError, match="cannot be split"):
         split_indices(1, 0.5)
 
@@ -438,3 +445,20 @@ def test_memory_check_refuses_an_impossible_configuration_with_a_batch_that_fits
     assert check_memory(space, DartsConfig(batch_size=fits), shape, available) == estimate
     with pytest.raises(ValueError, match="even batch size 1 does not fit"):
         check_memory(space, config, shape, 10 * 2**20)
+
+
+def test_memory_check_takes_a_workers_share_of_the_batch_and_names_the_global_batch() -> None:
+    """With N workers each holds ceil(batch / N) samples; a refusal names N times the largest share."""
+    space, shape = DartsSpace(), (3, 8, 8)
+    small = {"init_channels": 4, "layers": 2}
+    estimate = estimate_memory(space, DartsConfig(**small), shape)
+    available = estimate.at(16)  # a share of 16 samples fits exactly
+    assert check_memory(space, DartsConfig(**small, batch_size=64, num_workers=4), shape, available) == estimate
+    assert check_memory(space, DartsConfig(**small, batch_size=61, num_workers=4), shape, available) == estimate
+    with pytest.raises(ValueError, match=r"batch size 65 \(17 per worker of 4\)"):
+        check_memory(space, DartsConfig(**small, batch_size=65, num_workers=4), shape, available)
+    with pytest.raises(ValueError, match=r"--batch-size (\d+) \(the largest that fits on 2 workers\)") as info:
+        check_memory(space, DartsConfig(**small, batch_size=64, num_workers=2), shape, available)
+    fits = int(str(info.value).split("--batch-size ")[1].split()[0])
+    assert fits == 2 * estimate.largest_batch(available) == 32
+    assert check_memory(space, DartsConfig(**small, batch_size=fits, num_workers=2), shape, available) == estimate

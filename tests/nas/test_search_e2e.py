@@ -354,10 +354,15 @@ def test_the_watchdog_ends_a_stalled_trial_and_records_it(tmp_path: Path, local_
 
 
 def test_trial_capacity_counts_what_the_cluster_fits(local_ray: None) -> None:
-    from nas.ray_backend import trial_capacity
+    from nas.ray_backend import check_resources, trial_capacity
 
     assert trial_capacity(1, 0) == 2 and trial_capacity(0.5, 0) == 4 and trial_capacity(3, 0) == 1
     assert trial_capacity(1, 1) == 1  # no GPU in the cluster: at least one (Tune then reports it pending)
+    # searches on 2 Ray Train workers each: the workers of one search are what must fit
+    assert trial_capacity(1, 0, workers=2) == 1 and trial_capacity(0.5, 0, workers=2) == 2
+    check_resources(1, 0, workers=2)
+    with pytest.raises(ValueError, match="cannot place a search's 3 workers"):
+        check_resources(1, 0, workers=3)
 
 
 def test_params_limit_fails_infeasible_trials_untrained(tmp_path: Path, local_ray: None) -> None:
