@@ -59,6 +59,9 @@ TRANSFORM_SEED_OFFSET = 0x5EED
 # the host checks the accumulated per-step losses for NaN/inf every this many steps (and at the
 # end of each epoch): one device sync per check instead of one per step
 NAN_CHECK_EVERY = 16
+# on CUDA: channels-last memory format for image networks and cuDNN's autotuner (bench/gpu_trials.py turns
+# them off to measure the plain fp32 eager baseline)
+CUDA_TUNING = True
 
 Metrics = dict[str, float]
 # per-batch training transform: (x (B, C, H, W) on the device, CPU generator) -> x' (B, C, H, W)
@@ -337,7 +340,8 @@ def _rng_devices(device: torch.device) -> list[int]:
 
 def _memory_format(device: torch.device, input_shape: tuple[int, ...]) -> torch.memory_format:
     """Channels-last for image networks on CUDA (tensor-core convolutions want NHWC), else as stored."""
-    return torch.channels_last if device.type == "cuda" and len(input_shape) == 3 else torch.contiguous_format
+    tuned = CUDA_TUNING and device.type == "cuda" and len(input_shape) == 3
+    return torch.channels_last if tuned else torch.contiguous_format
 
 
 def _on_device(data: TensorDataset, device: torch.device) -> tuple[torch.Tensor, ...]:
@@ -360,7 +364,7 @@ def _train(graph: ArchGraph, data: TensorDataset, config: TrainConfig, device: t
     memory_format = _memory_format(device, data.input_shape)
     model = model.to(memory_format=memory_format)
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed batch shapes: autotune each convolution once
+        torch.backends.cudnn.benchmark = CUDA_TUNING  # fixed batch shapes: autotune each convolution once
     forward = torch.compile(model) if config.compile else model
     params = [p for p in model.parameters() if p.requires_grad]
     num_params = sum(p.numel() for p in params)
