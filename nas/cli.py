@@ -31,6 +31,7 @@ from nas.experiment import Experiment
 from nas.export.command import add_parser as add_export_parser
 from nas.front import PARETO_PNG, front_rows, plot_front
 from nas.journal import repair_journal
+from nas.precision import resolve_precision
 from nas.progress import format_table, history_rows, leaderboard_rows, plot_progress
 from nas.ray_backend import SearchInterrupted
 from nas.retrain import load_graph_file, retrain, summary, trial_graph
@@ -166,7 +167,7 @@ def _fraction(text: str) -> float:
 STRATEGY_FLAGS = ("population_size", "sample_size", "initial_mutations", "rounds_per_step", "order", "init_channels",
                   "layers", "arch_lr", "arch_weight_decay", "train_portion", "augment", "early_stop", "hessian_every",
                   "num_workers")
-TRAIN_FLAGS = ("epochs", "batch_size", "optimizer", "lr", "weight_decay")
+TRAIN_FLAGS = ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "precision", "compile")
 DATA_FLAGS = ("dataset", "data_root", "val_fraction", "data_limit")  # data_limit: the data's "limit"
 OBJECTIVE_FLAGS = ("metric", "max_params", "max_mflops", "max_latency_ms", "params_penalty", "flops_penalty",
                    "latency_penalty", "objectives")
@@ -279,7 +280,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.trial is not None and args.best:
         raise UsageError("pass --trial ID or --best, not both")
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
-                         weight_decay=args.weight_decay, schedule=args.schedule, seed=args.seed).validate()
+                         weight_decay=args.weight_decay, schedule=args.schedule, seed=args.seed,
+                         precision=args.precision, compile=args.compile).validate()
+    device = device_for(args.gpus)
+    resolve_precision(config.precision, device)  # fp16 without a GPU: refused before anything is written
     view = record = graph = None
     run_data: dict[str, Any] = {}
     if args.graph is not None:
@@ -299,14 +303,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         val_fraction = run_data.get("val_fraction") or 0.2
     data_options = {"val_fraction": val_fraction, "limit": args.data_limit}
     extra = {"download": True} if args.download and dataset in DOWNLOADABLE else {}
-    data = load_dataset(dataset, data_root, **data_options, **extra)
+    data = load_dataset(dataset, data_root, **data_options, **extra, compact=True)  # normalised on the device
     if view is not None and record is not None:
         graph = trial_graph(view, record, data, same_data=same)
         print(f"run {args.run}, trial {record.trial} (score {record.score:.4f}): {graph.name}")
     assert graph is not None
     data_info = {"dataset": dataset, "data_root": str(Path(data_root).resolve()) if data_root else None,
                  "data_options": data_options}
-    device = device_for(args.gpus)
     print(f"training on {data.name} ({len(data.train_x)} train / {len(data.val_x)} val samples) on {device}, "
           f"{config.epochs} epochs, augment {args.augment}; checkpoints in {args.out}")
     try:
@@ -316,6 +319,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UsageError(f"training failed: {err.reason}") from None
     print(summary(final, graph, args.out))
     return 0
+
+
+def _add_speed_flags(group: Any, search: bool) -> None:
+    """--precision and --compile. For a search they default to None (left out of the given settings:
+    defaults are resolved once, by nas.config); for `nas train` to TrainConfig's defaults."""
+    group.add_argument("--precision", default=None if search else "auto",
+                       help="auto (default: bf16 on GPUs that have it, fp32 on CPU) | bf16 | fp16 (GPU) | fp32")
+    group.add_argument("--compile", action="store_true", default=None if search else False,
+                       help="run the network through torch.compile (pays off only for long trainings)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -352,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--optimizer", default=None, choices=["sgd", "adam", "adamw"], help="default sgd")
     g.add_argument("--lr", type=_fraction, default=None, help="default 0.05 (DARTS: 0.025, cosine to 0.001)")
     g.add_argument("--weight-decay", type=_fraction, default=None, help="default 5e-4 (DARTS: 3e-4)")
+    _add_speed_flags(g, search=True)
     g = p.add_argument_group("DARTS (--strategy darts; defaults: the paper's)")
     g.add_argument("--order", type=int, choices=[1, 2], default=None, help="1: first order (default), 2: second")
     g.add_argument("--init-channels", type=_positive, default=None, help="search network channels (16)")
@@ -465,6 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="random crop (+ horizontal flip); crop-flip by default")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--gpus", type=_fraction, default=0.0, help="> 0: train on the GPU when there is one")
+    _add_speed_flags(g, search=False)
     p.set_defaults(func=cmd_train)
 
     add_export_parser(sub, _positive)

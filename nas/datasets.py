@@ -1,10 +1,13 @@
 """Datasets for trials: scikit-learn digits (default, offline), CIFAR-10, MNIST, Fashion-MNIST, image folders.
 
-Every loader returns a :class:`TensorDataset` whose images are float32 tensors of shape (N, C, H, W),
-scaled to [0, 1] and then normalised per channel with the mean / std of the *training* split, and
-whose labels are int64 tensors of shape (N,). The train / validation split is stratified by class
-and fully determined by ``seed``. ``limit`` caps the number of training samples (the validation
-split is cut in proportion), so trials and tests can run on tiny subsets.
+Every loader returns a :class:`~nas.tensor_dataset.TensorDataset` whose images are float32 tensors of
+shape (N, C, H, W), scaled to [0, 1] and then normalised per channel with the mean / std of the
+*training* split, and whose labels are int64 tensors of shape (N,); with ``compact=True`` the
+images stay raw pixels (uint8 where exact, a quarter of the memory) with the same normalisation
+recorded, applied per batch on the trial's device (``raw=True``; trials use this form). The
+train / validation split is stratified by class and fully determined by ``seed``. ``limit`` caps
+the number of training samples (the validation split is cut in proportion), so trials and tests
+can run on tiny subsets.
 
 Problems with the data on disk (missing directory or file, wrong magic number, truncated file,
 empty folder, too few samples, ...) raise :class:`DatasetError` with one message naming the path,
@@ -29,13 +32,13 @@ import tempfile
 import urllib.request
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 import torch
 
+from nas.tensor_dataset import TensorDataset, compact_pixels
 from search_spaces.errors import InputError
 
 DATASETS: tuple[str, ...] = ("digits", "cifar10", "mnist", "fashion_mnist", "folder")
@@ -76,31 +79,6 @@ DOWNLOAD_TIMEOUT_S = 60.0
 
 class DatasetError(InputError):
     """A dataset cannot be loaded; the message names the path, the problem and the fix."""
-
-
-@dataclass
-class TensorDataset:
-    """A classification dataset held in memory as tensors, split into train and validation.
-
-    ``train_x``: (N_train, C, H, W) float32, normalised; ``train_y``: (N_train,) int64 in
-    [0, num_classes); likewise ``val_x`` / ``val_y``. ``input_shape`` = (C, H, W). The loaders
-    record their normalisation: a raw pixel value v of channel c became
-    ``(v / max_pixel_value - mean[c]) / std[c]`` (empty ``mean`` / ``std``: not recorded).
-    """
-
-    name: str
-    train_x: torch.Tensor
-    train_y: torch.Tensor
-    val_x: torch.Tensor
-    val_y: torch.Tensor
-    num_classes: int
-    mean: tuple[float, ...] = ()
-    std: tuple[float, ...] = ()
-    max_pixel_value: float = 1.0
-
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        return tuple(self.train_x.shape[1:])  # type: ignore[return-value]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -164,13 +142,15 @@ def _normalise_(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> torch.Tenso
 
 def _build(
     name: str, images: np.ndarray | Callable[[np.ndarray], np.ndarray], labels: np.ndarray, num_classes: int,
-    *, scale: float, val_fraction: float, seed: int, limit: int | None, source: str,
+    *, scale: float, val_fraction: float, seed: int, limit: int | None, source: str, compact: bool = False,
 ) -> TensorDataset:
     """Split, scale to [0, 1] (divide by ``scale``), normalise per channel with train statistics.
 
     ``images``: (N, C, H, W) array (any numeric dtype), or a function mapping an index array to
     the (len(idx), C, H, W) images (so lazily-read sources only decode the samples they keep).
-    ``labels``: (N,) integers in [0, num_classes).
+    ``labels``: (N,) integers in [0, num_classes). ``compact``: keep the raw pixels (uint8 where
+    exact, :func:`~nas.tensor_dataset.compact_pixels`) and only record the normalisation
+    (``raw=True``); the statistics are the same either way.
     """
     labels = np.asarray(labels, dtype=np.int64)
     if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
@@ -180,23 +160,32 @@ def _build(
         )
     train_idx, val_idx = split_indices(labels, val_fraction=val_fraction, seed=seed, limit=limit, source=source)
     take = images if callable(images) else (lambda idx: images[idx])
-    train_x = np.array(take(train_idx), dtype=np.float32, order="C")
-    val_x = np.array(take(val_idx), dtype=np.float32, order="C")
+    train_raw, val_raw = np.asarray(take(train_idx)), np.asarray(take(val_idx))
+    if compact:
+        train_raw, val_raw = compact_pixels(train_raw, val_raw)
+    train_x = np.array(train_raw, dtype=np.float32, order="C")
     train_x /= np.float32(scale)
-    val_x /= np.float32(scale)
     mean = train_x.mean(axis=(0, 2, 3), dtype=np.float64).astype(np.float32)
     std = train_x.std(axis=(0, 2, 3), dtype=np.float64).astype(np.float32)
     std = np.maximum(std, np.float32(1e-6))  # constant channels (tiny subsets): avoid dividing by 0
+    if compact:
+        del train_x
+        stored = torch.from_numpy(train_raw), torch.from_numpy(val_raw)
+    else:
+        val_x = np.array(val_raw, dtype=np.float32, order="C")
+        val_x /= np.float32(scale)
+        stored = _normalise_(train_x, mean, std), _normalise_(val_x, mean, std)
     return TensorDataset(
         name=name,
-        train_x=_normalise_(train_x, mean, std),
+        train_x=stored[0],
         train_y=torch.from_numpy(labels[train_idx].copy()),
-        val_x=_normalise_(val_x, mean, std),
+        val_x=stored[1],
         val_y=torch.from_numpy(labels[val_idx].copy()),
         num_classes=num_classes,
         mean=tuple(float(m) for m in mean),
         std=tuple(float(s) for s in std),
         max_pixel_value=float(scale),
+        raw=compact,
     )
 
 
@@ -204,7 +193,8 @@ def _build(
 # digits (scikit-learn, bundled: works offline)
 
 
-def load_digits(val_fraction: float = 0.2, seed: int = 0, *, limit: int | None = None) -> TensorDataset:
+def load_digits(val_fraction: float = 0.2, seed: int = 0, *, limit: int | None = None,
+                compact: bool = False) -> TensorDataset:
     """scikit-learn's bundled 8x8 digits (1797 images, 10 classes) -> x (N, 1, 8, 8), y (N,).
 
     Pixel values 0..16 are scaled to [0, 1], then normalised with the train split's mean / std.
@@ -221,6 +211,7 @@ def load_digits(val_fraction: float = 0.2, seed: int = 0, *, limit: int | None =
     return _build(
         "digits", images, np.asarray(bunch.target), 10,
         scale=16.0, val_fraction=val_fraction, seed=seed, limit=limit, source="scikit-learn digits",
+        compact=compact,
     )
 
 
@@ -399,7 +390,7 @@ def _cifar_dir(root: Path, download_ok: bool) -> Path:
 
 def load_cifar10(
     root: str | os.PathLike[str], val_fraction: float = 0.1, seed: int = 0, download: bool = False,
-    *, limit: int | None = None,
+    *, limit: int | None = None, compact: bool = False,
 ) -> TensorDataset:
     """CIFAR-10 training batches (50000 images, 10 classes) -> x (N, 3, 32, 32), y (N,).
 
@@ -423,7 +414,7 @@ def load_cifar10(
         labels.append(y)
     return _build(
         "cifar10", np.concatenate(images), np.concatenate(labels), 10,
-        scale=255.0, val_fraction=val_fraction, seed=seed, limit=limit, source=str(batch_dir),
+        scale=255.0, val_fraction=val_fraction, seed=seed, limit=limit, source=str(batch_dir), compact=compact,
     )
 
 
@@ -479,7 +470,7 @@ def _find_idx(dirs: list[Path], stem: str) -> Path | None:
 
 def load_mnist(
     root: str | os.PathLike[str], variant: str = "mnist", val_fraction: float = 0.1, seed: int = 0,
-    download: bool = False, *, limit: int | None = None,
+    download: bool = False, *, limit: int | None = None, compact: bool = False,
 ) -> TensorDataset:
     """MNIST or Fashion-MNIST (``variant="mnist" | "fashion"``) training set -> x (N, 1, 28, 28), y (N,).
 
@@ -515,6 +506,7 @@ def load_mnist(
     return _build(
         "mnist" if variant == "mnist" else "fashion_mnist", images[:, None, :, :], labels, 10,
         scale=255.0, val_fraction=val_fraction, seed=seed, limit=limit, source=str(found[MNIST_IMAGES]),
+        compact=compact,
     )
 
 
@@ -537,7 +529,7 @@ def _read_image(path: Path, size: int) -> np.ndarray:
 
 def load_image_folder(
     root: str | os.PathLike[str], image_size: int = 32, val_fraction: float = 0.2, seed: int = 0,
-    *, limit: int | None = None,
+    *, limit: int | None = None, compact: bool = False,
 ) -> TensorDataset:
     """``root/<class_name>/*.png|jpg|jpeg|bmp`` -> x (N, 3, image_size, image_size), y (N,).
 
@@ -577,7 +569,7 @@ def load_image_folder(
 
     return _build(
         root.name or "folder", decode, np.asarray(labels), len(classes),
-        scale=255.0, val_fraction=val_fraction, seed=seed, limit=limit, source=str(root),
+        scale=255.0, val_fraction=val_fraction, seed=seed, limit=limit, source=str(root), compact=compact,
     )
 
 
@@ -606,7 +598,8 @@ def load_dataset(name: str, root: str | os.PathLike[str] | None = None, **kw: An
     """Load dataset ``name`` (one of :data:`DATASETS`) from ``root``; ``kw`` goes to its loader.
 
     ``digits`` ignores ``root``; the others need it. Common keywords: ``val_fraction``, ``seed``,
-    ``limit``; ``download`` for cifar10 / mnist / fashion_mnist; ``image_size`` for folder.
+    ``limit``, ``compact`` (raw uint8 pixels, normalised per batch on the device); ``download`` for
+    cifar10 / mnist / fashion_mnist; ``image_size`` for folder.
     """
     key = name.strip().lower().replace("-", "_")
     if key == "digits":

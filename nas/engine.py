@@ -22,6 +22,7 @@ from nas.journal import Journal
 from nas.methods.multi_trial import MultiTrial, trial_payload
 from nas.methods.registry import ONE_SHOT
 from nas.objective import Criterion
+from nas.precision import resolve_precision
 from nas.progress import Progress, plot_progress
 from nas.ray_backend import TrialSource, dispatch
 from nas.run import SearchRun
@@ -93,6 +94,8 @@ def build_source(config: SearchConfig, run_dir: Path, *, space: SearchSpace | No
                  strategy: Strategy | None = None, evaluator: Evaluator | None = None,
                  execution: Execution = LOCAL, log: Any = print) -> TrialSource:
     """The search method of ``config`` as the dispatcher's :class:`TrialSource` (nothing launched)."""
+    if config.train is not None and execution.gpus_per_trial == 0:
+        resolve_precision(config.train.precision, "cpu")  # e.g. fp16 without GPUs: refused before anything runs
     ev = build_evaluator(config, evaluator)
     ev.prepare(download=execution.download)
     built, options = build_space(config, ev, space)
@@ -101,8 +104,9 @@ def build_source(config: SearchConfig, run_dir: Path, *, space: SearchSpace | No
     if one_shot is not None:
         if not isinstance(ev, Trainer) or ev.data is None:
             raise InputError(f"strategy {config.strategy!r} trains its own supernet: it needs a built-in dataset")
-        source = one_shot(built, config.strategy_options, seed=config.seed, trials=config.trials, data=ev.data,
-                          run_dir=run_dir, config=config.to_dict(), table=config.table,
+        # a one-shot method takes model inputs (float32), not raw pixels
+        source = one_shot(built, config.strategy_options, seed=config.seed, trials=config.trials,
+                          data=ev.data.normalised(), run_dir=run_dir, config=config.to_dict(), table=config.table,
                           gpus=execution.gpus_per_trial, cpus=execution.cpus_per_trial,
                           remote=execution.address is not None, log=log)
     else:

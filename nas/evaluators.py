@@ -10,7 +10,9 @@ report. The search's objective (:class:`nas.objective.Objective`) scores the met
 goes on.
 
 * :class:`Trainer`: the built-in trainer (:func:`nas.trainer.train_and_evaluate`) on a built-in
-  dataset, loaded once in the driver (``prepare``) and shipped to the workers once.
+  dataset, loaded once in the driver (``prepare``) as raw pixels (uint8 where exact, normalised on
+  the trial's device) and put in Ray's object store once (``for_trials``): one copy per node, read
+  without copying by every trial there.
 * :class:`FunctionEvaluator`: ``evaluate(model, trial)`` written by the user: it gets the compiled
   ``torch.nn.Module`` (on ``trial.device``, seeded) and does its own data loading and training;
   the model's weights are saved with every report and at the end, so ``nas export`` finds them.
@@ -18,6 +20,7 @@ goes on.
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import fields
@@ -26,7 +29,8 @@ from typing import Any
 import torch
 
 from nas.config import DataConfig
-from nas.datasets import TensorDataset, load_dataset
+from nas.datasets import load_dataset
+from nas.tensor_dataset import SharedDataset, TensorDataset
 from nas.trainer import TrainConfig, measure_latency_ms, train_and_evaluate
 from nas.trial import Trial
 from search_spaces.compiler import GraphModule
@@ -46,6 +50,11 @@ class Evaluator(ABC):
 
     def prepare(self, download: bool = False) -> None:
         """Driver-side set-up before any trial (e.g. load the data once); default: nothing."""
+
+    def for_trials(self) -> Evaluator:
+        """What is sent to the trials' workers (called once in the driver, with Ray running); default:
+        the evaluator itself."""
+        return self
 
     @property
     def input_shape(self) -> tuple[int, ...] | None:
@@ -84,6 +93,7 @@ class Trainer(Evaluator):
         self.data_config: DataConfig | None = None
         self.train_config: TrainConfig | None = None
         self.data: TensorDataset | None = None
+        self.shared: SharedDataset | None = None  # the data in Ray's object store (what trials get)
 
     def configure(self, data: DataConfig, train: TrainConfig | None) -> Trainer:
         """Bind the resolved data and training configuration (done by the engine; ``train`` None: the
@@ -98,22 +108,43 @@ class Trainer(Evaluator):
             raise InputError("Trainer.prepare: no data configuration bound (the engine binds it)")
         d = self.data_config
         extra = {"download": True} if download and d.dataset in DOWNLOADABLE else {}
-        self.data = load_dataset(d.dataset, d.data_root, val_fraction=d.val_fraction, limit=d.limit, **extra)
+        self.data = load_dataset(d.dataset, d.data_root, val_fraction=d.val_fraction, limit=d.limit, compact=True,
+                                 **extra)
+
+    def for_trials(self) -> Trainer:
+        """A copy that holds the dataset as a :class:`~nas.tensor_dataset.SharedDataset` (put in Ray's
+        object store now, once) instead of the tensors."""
+        if self.data is None:
+            raise InputError("Trainer.for_trials before prepare(): the engine loads the data first")
+        shipped = copy.copy(self)
+        shipped.data, shipped.shared = None, SharedDataset.put(self.data)
+        return shipped
 
     @property
     def input_shape(self) -> tuple[int, ...] | None:
-        return None if self.data is None else tuple(self.data.input_shape)
+        known = self.data or self.shared
+        return None if known is None else tuple(known.input_shape)
 
     @property
     def num_classes(self) -> int | None:
-        return None if self.data is None else self.data.num_classes
+        known = self.data or self.shared
+        return None if known is None else known.num_classes
+
+    def trial_data(self) -> TensorDataset:
+        """The dataset in the trial: the node's shared copy (zero-copy), or the driver's own."""
+        if self.shared is not None:
+            return self.shared.get()
+        if self.data is None:
+            raise InputError("Trainer.evaluate before prepare(): the engine loads the data first")
+        return self.data
 
     def evaluate(self, graph: ArchGraph, trial: Trial) -> Metrics:
-        if self.data is None or self.train_config is None:
-            raise InputError("Trainer.evaluate before prepare(): the engine loads the data first")
+        data = self.trial_data()
+        if self.train_config is None:
+            raise InputError("Trainer.evaluate without a training configuration (the engine binds it)")
         resume = trial.resume if trial.resume is not None and 1 <= trial.resume.epoch < self.train_config.epochs \
             else None  # a trial that runs again continues after its last checkpointed epoch
-        return train_and_evaluate(graph, self.data, self.train_config, trial.device, trial.report_epoch,
+        return train_and_evaluate(graph, data, self.train_config, trial.device, trial.report_epoch,
                                   latency_repeats=LATENCY_REPEATS if trial.needs_latency else 0,
                                   on_epoch_end=trial.save_state, resume=resume)
 

@@ -167,6 +167,8 @@ def save_checkpoint(path: Path, state: TrainState, identity: dict[str, Any]) -> 
     payload = {"epoch": state.epoch, "model": dict(state.model), "optimizer": state.optimizer,
                "scheduler": state.scheduler, "rng": state.rng, "best_val_acc": state.best_val_acc,
                "best_epoch": state.best_epoch, "history": state.history, "identity": identity}
+    if state.scaler is not None:  # fp16's loss scale (absent otherwise, as in checkpoints made before it)
+        payload["scaler"] = state.scaler
     index = _flatten(payload, "", tensors)
     metadata = {"format": CHECKPOINT_FORMAT, "sha256": _digest(tensors), "index": json.dumps(index)}
     _save_safetensors(path, tensors, metadata)
@@ -189,7 +191,7 @@ def load_checkpoint(path: Path) -> Checkpoint | None:
     try:
         p = _unflatten(json.loads(metadata["index"]), tensor)
         state = TrainState(int(p["epoch"]), p["model"], p["optimizer"], p["scheduler"], p["rng"],
-                           float(p["best_val_acc"]), int(p["best_epoch"]), list(p["history"]))
+                           float(p["best_val_acc"]), int(p["best_epoch"]), list(p["history"]), p.get("scaler"))
         identity = dict(p["identity"])
     except CheckpointError:
         raise

@@ -36,13 +36,15 @@ import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
 from torch import nn
 
-from nas.datasets import TensorDataset
+from nas.precision import MixedPrecision, check_precision, resolve_precision
+from nas.settings import added_later, stored_dict
+from nas.tensor_dataset import Normaliser, TensorDataset
 from search_spaces.compiler import GraphModule
 from search_spaces.errors import ArchGraphError, InputError
 from search_spaces.ir import ArchGraph
@@ -57,6 +59,9 @@ TRANSFORM_SEED_OFFSET = 0x5EED
 # the host checks the accumulated per-step losses for NaN/inf every this many steps (and at the
 # end of each epoch): one device sync per check instead of one per step
 NAN_CHECK_EVERY = 16
+# on CUDA: channels-last memory format for image networks and cuDNN's autotuner (bench/gpu_trials.py turns
+# them off to measure the plain fp32 eager baseline)
+CUDA_TUNING = True
 
 Metrics = dict[str, float]
 # per-batch training transform: (x (B, C, H, W) on the device, CPU generator) -> x' (B, C, H, W)
@@ -86,7 +91,10 @@ class TrainConfig:
     :data:`STEP_GAMMA` after 50% and 75% of the epochs. ``grad_clip`` is the max
     global gradient norm (0 = no clipping). ``label_smoothing`` applies to the training loss; the
     reported validation loss is always plain cross-entropy. ``seed`` fixes the weights, the data
-    order and dropout.
+    order and dropout. ``precision``: ``auto`` (bf16 on a GPU with native bf16, fp32 elsewhere),
+    ``bf16``, ``fp16`` (GPU only) or ``fp32`` (:mod:`nas.precision`). ``compile``: run the network
+    through ``torch.compile`` (off by default: per architecture it costs more than it saves in
+    short trials; see bench/gpu_trials.py).
     """
 
     epochs: int = 5
@@ -100,6 +108,8 @@ class TrainConfig:
     grad_clip: float = 5.0
     label_smoothing: float = 0.0
     seed: int = 0
+    precision: str = added_later("auto")
+    compile: bool = added_later(False)
 
     def validate(self) -> TrainConfig:
         """Raise ``ValueError`` naming the first bad field; returns ``self`` for chaining."""
@@ -113,15 +123,19 @@ class TrainConfig:
         _check_float("weight_decay", self.weight_decay, 0.0)
         _check_float("grad_clip", self.grad_clip, 0.0)
         _check_float("label_smoothing", self.label_smoothing, 0.0, 1.0, high_open=True)
-        if not isinstance(self.nesterov, bool):
-            raise InputError(f"TrainConfig.nesterov must be a bool, got {self.nesterov!r}")
+        check_precision(self.precision)
+        for name in ("nesterov", "compile"):
+            if not isinstance(getattr(self, name), bool):
+                raise InputError(f"TrainConfig.{name} must be a bool, got {getattr(self, name)!r}")
         if self.optimizer == "sgd" and self.nesterov and self.momentum == 0:
             raise InputError("TrainConfig.nesterov needs momentum > 0 with optimizer 'sgd' "
                              "(set nesterov=False or a positive momentum)")
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain data; ``precision`` and ``compile`` only when not at their defaults (they were added
+        after runs stored their configuration: :mod:`nas.settings`)."""
+        return stored_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
@@ -158,10 +172,11 @@ def _check_float(name: str, value: Any, low: float, high: float = math.inf, low_
 class TrainState:
     """The training state after ``epoch`` completed epochs: enough to continue exactly.
 
-    ``model`` / ``optimizer`` / ``scheduler`` are ``state_dict()``s (``scheduler`` None for the
-    constant schedule); ``rng`` maps ``"order"`` (data order), ``"torch"`` (global CPU RNG:
-    dropout), ``"transform"`` (augmentation, when a transform is used) and ``"cuda"`` (on CUDA)
-    to generator states (uint8 tensors). ``history`` holds the metrics of every epoch so far.
+    ``model`` / ``optimizer`` / ``scheduler`` / ``scaler`` are ``state_dict()``s (``scheduler`` None
+    for the constant schedule, ``scaler`` None unless fp16 scales the loss); ``rng`` maps
+    ``"order"`` (data order), ``"torch"`` (global CPU RNG: dropout), ``"transform"``
+    (augmentation, when a transform is used) and ``"cuda"`` (on CUDA) to generator states (uint8
+    tensors). ``history`` holds the metrics of every epoch so far.
     The tensors handed to ``on_epoch_end`` are the live ones: serialise them before returning.
     """
 
@@ -173,6 +188,7 @@ class TrainState:
     best_val_acc: float = -1.0
     best_epoch: int = 0
     history: list[Metrics] = field(default_factory=list)
+    scaler: dict[str, Any] | None = None
 
 
 def device_for(gpus: float) -> torch.device:
@@ -200,10 +216,13 @@ def train_and_evaluate(graph: ArchGraph, data: TensorDataset, config: TrainConfi
                        resume: TrainState | None = None) -> dict[str, Any]:
     """Train ``graph`` on ``data`` for ``config.epochs`` epochs on ``device``; evaluate after each.
 
-    Data: ``data.train_x`` (N, C, H, W) float32, ``data.train_y`` (N,) int64; likewise val.
+    Data: ``data.train_x`` (N, C, H, W), ``data.train_y`` (N,) int64; likewise val. They are moved
+    to ``device`` once; raw pixels (``data.raw``, e.g. uint8) are normalised there per batch.
     After every epoch ``report`` receives ``{"epoch", "train_loss", "train_acc", "val_loss",
-    "val_acc", "best_val_acc", "lr", "epoch_seconds"}`` (accuracies are fractions in [0, 1];
-    ``lr`` is the rate used in that epoch). If ``should_stop(metrics)`` then returns True,
+    "val_acc", "best_val_acc", "lr", "epoch_seconds", "precision"}`` (accuracies are fractions in
+    [0, 1]; ``lr`` is the rate used in that epoch; ``precision`` the one the training runs in,
+    :func:`nas.precision.resolve_precision`). On CUDA, image networks train in channels-last
+    memory format with cuDNN's autotuner on. If ``should_stop(metrics)`` then returns True,
     training ends after that epoch. With ``latency_repeats`` > 0 the batch-1 latency of the
     network on ``device`` (:func:`measure_latency_ms`, measured once before training: it does not
     depend on the weights, and it leaves the training itself unchanged) is included in every
@@ -216,19 +235,21 @@ def train_and_evaluate(graph: ArchGraph, data: TensorDataset, config: TrainConfi
     graph, data and config), giving the same results as never having stopped.
 
     Returns the last epoch's metrics plus ``best_val_acc``, ``best_epoch``, ``epochs`` (completed),
-    ``stopped_early``, ``params`` (trainable), ``device`` and ``total_seconds``. Raises
+    ``stopped_early``, ``params`` (trainable), ``device``, ``precision`` and ``total_seconds``. Raises
     :class:`TrialFailed` (see the module docstring) or ``ValueError``. Bit-identical results for
-    the same seed on CPU; on CUDA up to cuDNN's non-determinism.
+    the same seed on CPU (in fp32); on CUDA up to cuDNN's non-determinism.
     """
     config.validate()
     device = torch.device(device)
     _check_data(data)
+    precision = resolve_precision(config.precision, device)
     if resume is not None and not 1 <= resume.epoch < config.epochs:
         raise InputError(f"cannot resume after epoch {resume.epoch} of a {config.epochs}-epoch training")
     hooks = _Hooks(transform, on_epoch_end, resume)
     oom: str | None = None
     try:
-        return _train(graph, data, config, device, report, should_stop, latency_repeats, hooks)
+        return _train(graph, data, config, device, MixedPrecision(precision, device), report, should_stop,
+                      latency_repeats, hooks)
     except RuntimeError as error:  # torch.cuda.OutOfMemoryError is a RuntimeError
         if not is_oom(error):
             raise
@@ -317,20 +338,38 @@ def _rng_devices(device: torch.device) -> list[int]:
     return [device.index if device.index is not None else torch.cuda.current_device()]
 
 
-def _train(graph: ArchGraph, data: TensorDataset, config: TrainConfig, device: torch.device,
+def _memory_format(device: torch.device, input_shape: tuple[int, ...]) -> torch.memory_format:
+    """Channels-last for image networks on CUDA (tensor-core convolutions want NHWC), else as stored."""
+    tuned = CUDA_TUNING and device.type == "cuda" and len(input_shape) == 3
+    return torch.channels_last if tuned else torch.contiguous_format
+
+
+def _on_device(data: TensorDataset, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """train_x, train_y, val_x, val_y on ``device`` (one copy each; none on CPU): raw pixels in their
+    stored dtype, other samples as float32, labels int64."""
+    x_dtype = None if data.raw else torch.float32
+    return (data.train_x.to(device=device, dtype=x_dtype), data.train_y.to(device=device, dtype=torch.long),
+            data.val_x.to(device=device, dtype=x_dtype), data.val_y.to(device=device, dtype=torch.long))
+
+
+def _train(graph: ArchGraph, data: TensorDataset, config: TrainConfig, device: torch.device, mp: MixedPrecision,
            report: Callable[[Metrics], None] | None, should_stop: Callable[[Metrics], bool] | None,
            latency_repeats: int, hooks: _Hooks) -> dict[str, Any]:
     t_start = time.perf_counter()
     model = _compile(graph, data, config.seed).to(device)
-    extra: Metrics = {}
-    if latency_repeats > 0:
+    extra: dict[str, Any] = {}
+    if latency_repeats > 0:  # fp32 eager, whatever the training's precision: the recorded latency protocol
         extra["latency_ms"] = measure_latency_ms(model, data.input_shape, device, repeats=latency_repeats)
+    extra["precision"] = mp.precision
+    memory_format = _memory_format(device, data.input_shape)
+    model = model.to(memory_format=memory_format)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = CUDA_TUNING  # fixed batch shapes: autotune each convolution once
+    forward = torch.compile(model) if config.compile else model
     params = [p for p in model.parameters() if p.requires_grad]
     num_params = sum(p.numel() for p in params)
-    train_x = data.train_x.to(device=device, dtype=torch.float32)
-    train_y = data.train_y.to(device=device, dtype=torch.long)
-    val_x = data.val_x.to(device=device, dtype=torch.float32)
-    val_y = data.val_y.to(device=device, dtype=torch.long)
+    train_x, train_y, val_x, val_y = _on_device(data, device)
+    to_inputs = data.normaliser(device)
 
     optimizer = _make_optimizer(params, config)
     scheduler = _make_scheduler(optimizer, config)
@@ -354,6 +393,7 @@ def _train(graph: ArchGraph, data: TensorDataset, config: TrainConfig, device: t
         if scheduler is not None and resume.scheduler is not None:
             # milestones follow from the config (and a serialised Counter may come back as a dict)
             scheduler.load_state_dict({k: v for k, v in resume.scheduler.items() if k != "milestones"})
+        mp.load_state_dict(resume.scaler)
         order.set_state(resume.rng["order"])
         if augment is not None and "transform" in resume.rng:
             augment.set_state(resume.rng["transform"])
@@ -375,16 +415,14 @@ def _train(graph: ArchGraph, data: TensorDataset, config: TrainConfig, device: t
             checked = 0
             for step, (lo, hi) in enumerate(batches):
                 idx = perm[lo:hi]
-                xb, yb = train_x[idx], train_y[idx]
+                xb, yb = to_inputs(train_x[idx]), train_y[idx]
                 if transform is not None:
                     xb = transform(xb, augment)  # type: ignore[arg-type]
-                logits = model(xb)  # (B, num_classes)
-                loss = criterion(logits, yb)
+                with mp.autocast():
+                    logits = forward(xb.contiguous(memory_format=memory_format))  # (B, num_classes)
+                    loss = criterion(logits, yb)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if config.grad_clip > 0:
-                    nn.utils.clip_grad_norm_(params, config.grad_clip)
-                optimizer.step()
+                mp.step(loss, optimizer, params, config.grad_clip)
                 losses[step] = loss.detach() * (hi - lo)
                 correct += (logits.detach().argmax(1) == yb).sum()
                 if step + 1 - checked >= NAN_CHECK_EVERY or step + 1 == len(batches):
@@ -393,7 +431,9 @@ def _train(graph: ArchGraph, data: TensorDataset, config: TrainConfig, device: t
             if scheduler is not None:
                 scheduler.step()
             train_loss, train_acc = (losses.sum() / n_used).item(), correct.item() / n_used
-            val_loss, val_acc = _evaluate(model, val_x, val_y, 2 * config.batch_size)
+            with mp.autocast():
+                val_loss, val_acc = _evaluate(model, forward, to_inputs, val_x, val_y, 2 * config.batch_size,
+                                              memory_format)
             if not math.isfinite(val_loss):
                 raise TrialFailed(f"non-finite validation loss ({val_loss}) after epoch {epoch + 1}")
             if val_acc > best_val_acc:
@@ -411,7 +451,7 @@ def _train(graph: ArchGraph, data: TensorDataset, config: TrainConfig, device: t
                 hooks.on_epoch_end(TrainState(
                     epoch + 1, model.state_dict(), optimizer.state_dict(),
                     None if scheduler is None else scheduler.state_dict(), rng, best_val_acc, best_epoch,
-                    [dict(m) for m in history]))
+                    [dict(m) for m in history], mp.state_dict()))
             if report is not None:
                 report(dict(metrics))
             if should_stop is not None and epoch + 1 < config.epochs and should_stop(dict(metrics)):
@@ -420,7 +460,7 @@ def _train(graph: ArchGraph, data: TensorDataset, config: TrainConfig, device: t
 
     result: dict[str, Any] = {**metrics, "best_val_acc": best_val_acc, "best_epoch": best_epoch,
                               "epochs": int(metrics["epoch"]), "stopped_early": stopped, "params": num_params,
-                              "device": str(device)}
+                              "device": str(device), "precision": mp.precision}
     result["total_seconds"] = time.perf_counter() - t_start
     return result
 
@@ -435,15 +475,18 @@ def _check_finite(losses: torch.Tensor, lo: int, hi: int, epoch: int) -> None:
 
 
 @torch.no_grad()
-def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy (fraction) of ``model`` on x (N, C, H, W), y (N,)."""
+def _evaluate(model: nn.Module, forward: Callable[[torch.Tensor], torch.Tensor], to_inputs: Normaliser,
+              x: torch.Tensor, y: torch.Tensor, batch_size: int,
+              memory_format: torch.memory_format = torch.contiguous_format) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy (fraction) of ``model`` (run as ``forward``: itself or its
+    compiled form) on stored samples x (N, C, H, W) made inputs by ``to_inputs``, labels y (N,)."""
     model.eval()
     loss_sum = torch.zeros((), device=x.device)
     correct = torch.zeros((), dtype=torch.long, device=x.device)
     for lo in range(0, len(x), batch_size):
-        logits = model(x[lo:lo + batch_size])
+        logits = forward(to_inputs(x[lo:lo + batch_size]).contiguous(memory_format=memory_format))
         yb = y[lo:lo + batch_size]
-        loss_sum += nn.functional.cross_entropy(logits, yb, reduction="sum")
+        loss_sum += nn.functional.cross_entropy(logits.float(), yb, reduction="sum")
         correct += (logits.argmax(1) == yb).sum()
     return loss_sum.item() / len(x), correct.item() / len(x)
 

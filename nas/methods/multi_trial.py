@@ -25,7 +25,8 @@ from search_spaces.spaces.base import SearchSpace
 
 Payload = tuple[ArchGraph, Cost | None]
 _METRIC_KEYS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "best_val_acc", "epoch_seconds",
-                "latency_ms", "latency_protocol", "node", "device", "params", "flops", "weights", "weights_error")
+                "latency_ms", "latency_protocol", "node", "device", "precision", "params", "flops", "weights",
+                "weights_error")
 _REPORT_KEYS = {"score", "failed", "setup_error", "stopped_early", "checkpoint", "reason", "trial", "done",
                 "time_this_iter_s", "time_total_s", "timestamp", "training_iteration", "date", "hostname", "pid",
                 "trial_id", "experiment_id", "time_since_restore", "iterations_since_restore",
@@ -84,8 +85,10 @@ class MultiTrial(TrialSource):
     def trainable(self) -> Callable[[dict[str, Any]], None]:
         from ray import tune
 
-        # the evaluator (with a built-in trainer's data) goes to the object store once, not once per trial
-        return tune.with_parameters(run_trial, evaluator=self.evaluator, objective=self.objective, gpus=self.gpus)
+        # the evaluator goes to the object store once, not once per trial (a built-in trainer's data as numpy
+        # arrays that trials read without copying: Evaluator.for_trials)
+        return tune.with_parameters(run_trial, evaluator=self.evaluator.for_trials(), objective=self.objective,
+                                    gpus=self.gpus)
 
     def next_config(self) -> dict[str, Any] | None:
         nxt = self.run.next_trial()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+from dataclasses import fields
 from pathlib import Path
 
 import networkx as nx
@@ -13,6 +14,9 @@ from datapaths import NB201_TABLE
 
 from nas.cli import main
 from nas.config import SCHEMA_VERSION, ConfigError, load_config_file, resolve_config
+from nas.engine import build_source
+from nas.journal import ConfigMismatch
+from nas.settings import ADDED_LATER
 from nas.trainer import TrainConfig
 from search_spaces.errors import InputError
 
@@ -25,7 +29,8 @@ def test_every_default_that_changes_results_is_resolved() -> None:
     assert config["schema"] == SCHEMA_VERSION and config["strategy"] == "evolution" and config["trials"] == 20
     assert config["strategy_options"] == {"population_size": 10, "sample_size": 3, "tournament_replacement": False}
     train = config["train"]
-    assert set(train) == {f for f in TrainConfig.__dataclass_fields__}  # momentum, nesterov, schedule, ...
+    # momentum, nesterov, schedule, ...; fields added later are stored when not at their default (nas.settings)
+    assert set(train) == {f.name for f in fields(TrainConfig) if not f.metadata.get(ADDED_LATER)}
     assert train["momentum"] == 0.9 and train["nesterov"] is True and train["schedule"] == "cosine"
     assert train["grad_clip"] == 5.0 and train["label_smoothing"] == 0.0 and train["epochs"] == 3
     assert config["data"] == {"dataset": "digits", "data_root": None, "val_fraction": 0.2, "limit": None}
@@ -42,6 +47,7 @@ def test_every_default_that_changes_results_is_resolved() -> None:
     {"strategy": "darts", "space": "nb201", "strategy_options": {"order": 2}},
     {"strategy": "evolution-annealed", "train": {"lr": 0.1}, "objective": {"max_params": 5000}},
     {"benchmark": "nb201", "table": "t.csv", "time_budget": 500.0},
+    {"train": {"precision": "bf16", "compile": True}},
 ])
 def test_stored_configuration_resolves_to_itself(given: dict) -> None:
     config = resolve_config(given)
@@ -75,11 +81,47 @@ def test_explicit_default_is_no_change() -> None:
     ({"schema": 1}, "schema 1 is not supported"),
     ({"strategy": "darts", "scheduler": "asha"}, "does not apply"),
     ({"trials": 0}, "trials must be an integer >= 1"),
+    ({"train": {"precision": "fp8"}}, "TrainConfig.precision must be one of auto, bf16, fp16, fp32, got 'fp8': set "
+                                      "--precision"),
+    ({"train": {"compile": "yes"}}, "TrainConfig.compile must be a bool"),
 ])
 def test_bad_values_are_refused_with_one_clear_message(given: dict, message: str) -> None:
     with pytest.raises(InputError) as info:
         resolve_config(given)
     assert message in str(info.value)
+
+
+STORED_BEFORE_PRECISION = Path(__file__).parent / "data" / "config_before_precision.json"
+"""A run's config.json as written before TrainConfig had precision and compile (commit 83c8e3e), for
+the settings {"trials": 2, "train": {"epochs": 1}, "data": {"limit": 120}}."""
+
+
+def test_a_run_stored_before_precision_existed_still_resumes(tmp_path: Path) -> None:
+    given = {"trials": 2, "train": {"epochs": 1}, "data": {"limit": 120}}
+    stored = STORED_BEFORE_PRECISION.read_text()
+    assert "precision" not in stored and "compile" not in stored
+    for settings, resumes in ((given, True), ({**given, "train": {"epochs": 1, "precision": "bf16"}}, False)):
+        run_dir = tmp_path / str(resumes)
+        run_dir.mkdir()
+        (run_dir / "config.json").write_text(stored)
+        if resumes:  # the same command: precision auto (fp32 on CPU, what the run trained in)
+            source = build_source(resolve_config(settings), run_dir, log=lambda line: None)
+            assert source.run.resumed
+            source.run.close()
+        else:
+            with pytest.raises(ConfigMismatch, match=r"train\.precision: \(absent\) -> 'bf16'"):
+                build_source(resolve_config(settings), run_dir, log=lambda line: None)
+        assert (run_dir / "config.json").read_text() == stored
+
+
+def test_fp16_without_gpus_is_refused_before_anything_runs(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["search", "--precision", "fp16", "--trials", "1", "--run-dir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("nas: error: precision 'fp16' needs a CUDA device") and "\n" not in err
+    assert not (tmp_path / "run").exists()
+    assert main(["search", "--precision", "half", "--run-dir", str(tmp_path / "run")]) == 2
+    assert "TrainConfig.precision must be one of" in capsys.readouterr().err
 
 
 def test_config_files_in_toml_yaml_and_json(tmp_path: Path) -> None:

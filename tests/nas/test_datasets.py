@@ -49,6 +49,16 @@ def _assert_dataset(d: TensorDataset, shape: tuple[int, int, int], num_classes: 
     assert torch.allclose(std, torch.ones_like(std), atol=1e-3)
 
 
+def _assert_compact(compact: TensorDataset, floats: TensorDataset) -> None:
+    """``compact=True`` keeps exact uint8 pixels and the float path's split and statistics; normalised
+    per batch they are the float path's images bit for bit."""
+    assert compact.raw and compact.train_x.dtype == torch.uint8 and compact.val_x.dtype == torch.uint8
+    assert (compact.mean, compact.std, compact.max_pixel_value) == (floats.mean, floats.std, floats.max_pixel_value)
+    assert torch.equal(compact.train_y, floats.train_y) and torch.equal(compact.val_y, floats.val_y)
+    normalised = compact.normalised()
+    assert torch.equal(normalised.train_x, floats.train_x) and torch.equal(normalised.val_x, floats.val_x)
+
+
 def _assert_aligned(x: torch.Tensor, y: torch.Tensor) -> None:
     """Images made by _images_for: per-sample brightness ranges are disjoint and increase with the label."""
     brightness = x.mean(dim=(1, 2, 3))
@@ -213,6 +223,7 @@ def test_digits_shapes_split_and_normalisation() -> None:
     assert not torch.equal(d.val_y, other.val_y)
     small = ds.load_digits(val_fraction=0.5, limit=30)
     assert len(small.train_y) == 30 and len(small.val_y) == 30
+    _assert_compact(ds.load_digits(compact=True), d)  # 0..16 floats: exact in uint8
 
 
 # ------------------------------------------------------------------------------------------------
@@ -226,6 +237,7 @@ def test_cifar10_loads_python_batches(tmp_path: Path) -> None:
     assert d.name == "cifar10" and len(d.train_y) + len(d.val_y) == 50
     assert np.bincount(d.val_y.numpy(), minlength=10).tolist() == [1] * 10
     _assert_aligned(d.train_x, d.train_y)
+    _assert_compact(ds.load_cifar10(tmp_path, val_fraction=0.2, seed=1, compact=True), d)
     # root may also be the batch directory itself; limit trims the training split
     small = ds.load_cifar10(tmp_path / "cifar-10-batches-py", limit=7)
     assert len(small.train_y) == 7 and len(small.val_y) == 1
@@ -400,6 +412,7 @@ def test_mnist_idx(tmp_path: Path, compressed: bool, name: str, variant: str) ->
     _assert_aligned(d.val_x, d.val_y)
     via = ds.load_dataset(name, tmp_path, val_fraction=0.25)
     assert torch.equal(via.train_x, d.train_x) and torch.equal(via.val_y, d.val_y)
+    _assert_compact(ds.load_dataset(name, tmp_path, val_fraction=0.25, compact=True), d)
 
 
 def test_mnist_torchvision_layout(tmp_path: Path) -> None:
@@ -486,6 +499,7 @@ def test_image_folder(tmp_path: Path) -> None:
     assert d.name == "animals" and len(d.train_y) == 12 and len(d.val_y) == 3
     assert np.bincount(d.val_y.numpy()).tolist() == [1, 1, 1]
     _assert_aligned(d.train_x, d.train_y)  # cat=0 darkest, zebra=2 brightest: sorted class names
+    _assert_compact(ds.load_image_folder(root, image_size=12, val_fraction=0.2, compact=True), d)
     small = ds.load_dataset("folder", root, image_size=8, limit=4)
     assert small.train_x.shape == (4, 3, 8, 8)
 

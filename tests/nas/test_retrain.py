@@ -89,7 +89,8 @@ def test_retrain_learns_and_writes_its_outputs(tmp_path: Path, digits: TensorDat
     metrics = json.loads((tmp_path / METRICS).read_text())
     history = metrics["history"]
     assert [m["epoch"] for m in history] == [1, 2, 3]
-    assert all(math.isfinite(v) for m in history for v in m.values())
+    assert all(math.isfinite(v) for m in history for k, v in m.items() if k != "precision")
+    assert {m["precision"] for m in history} == {"fp32"}  # auto on CPU
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     assert metrics["final"] == final and final["epochs"] == 3 and final["params"] > 0
     assert final["val_acc"] == history[-1]["val_acc"] and final["best_val_acc"] == max(m["val_acc"] for m in history)
@@ -261,6 +262,17 @@ def test_cli_trains_a_graph_file_and_resumes(tmp_path: Path, capsys) -> None:
     assert "already complete" in capsys.readouterr().out
 
 
+def test_cli_trains_in_bf16_when_asked(tmp_path: Path, capsys) -> None:
+    graph_file = tmp_path / "g.json"
+    graph_file.write_text(tiny_graph().to_json())
+    out = tmp_path / "out"
+    assert main(["train", "--graph", str(graph_file), "--out", str(out), "--epochs", "1", "--batch-size", "32",
+                 "--data-limit", "128", "--precision", "bf16"]) == 0
+    metrics = json.loads((out / METRICS).read_text())
+    assert metrics["config"]["train"]["precision"] == "bf16" and metrics["history"][0]["precision"] == "bf16"
+    assert math.isfinite(metrics["final"]["val_loss"])
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--graph", "{tmp}/missing.json"], "graph file .*missing.json does not exist"),
     (["--graph", "{tmp}/g.json", "--run", "{tmp}"], "exactly one of --graph"),
@@ -272,6 +284,8 @@ def test_cli_trains_a_graph_file_and_resumes(tmp_path: Path, capsys) -> None:
     (["--run", "{run}", "--trial", "{failed}"], "failed"),
     (["--graph", "{tmp}/g.json", "--augment", "none", "--dataset", "nope"], "unknown dataset"),
     (["--graph", "{tmp}/bad.json"], "not valid JSON"),
+    (["--graph", "{tmp}/g.json", "--precision", "fp16"], "precision 'fp16' needs a CUDA device"),
+    (["--graph", "{tmp}/g.json", "--precision", "fp64"], "TrainConfig.precision must be one of"),
 ])
 def test_cli_bad_input_exits_2_with_one_line(argv: list[str], message: str, tmp_path: Path,
                                             fake_run: tuple[Path, dict[int, float | None]], capsys) -> None:

@@ -161,6 +161,7 @@ def test_search_end_to_end_then_rerun_runs_nothing(tmp_path: Path, ray_tmp: Path
         assert math.isfinite(r["score"]) and 0 <= r["score"] <= 1
         m = r["metrics"]
         assert m["epochs_run"] == 1 and m["device"] == "cpu" and m["node"] and m["params"] > 0
+        assert m["precision"] == "fp32"  # auto on CPU, journaled with the result
     for name in ("config.json", "state.json", "journal.jsonl"):
         assert (run_dir / name).is_file(), name
     assert (run_dir / "progress.png").read_bytes().startswith(PNG_MAGIC)
@@ -382,6 +383,94 @@ def test_params_limit_fails_infeasible_trials_untrained(tmp_path: Path, local_ra
     assert run.best is not None and run.best.status == "ok"
 
 
+# ---------------------------------------------------------------------------------------------- shared data
+def memory_probe_evaluator(data: Any, meeting: Path) -> Evaluator:
+    """The built-in trainer holding ``data``, whose trials measure, instead of training, what getting the
+    shared dataset costs them: each reads every byte of it, waits until the other trial has too
+    (so both map its pages), measures, and waits again before returning. Reported: the process's
+    USS / PSS / RSS before and after getting the data, and the private and shared bytes of the
+    mappings that hold the dataset's tensors (/proc/self/smaps). Nested: pickled by value."""
+    from nas.evaluators import Trainer
+
+    class MemoryProbe(Trainer):
+        def evaluate(self, graph: Any, trial: Any) -> Any:
+            import psutil  # Ray's bundled copy: importable in a worker, where ray is imported
+
+            def meet(stage: str) -> bool:
+                (meeting / f"{stage}-{trial.id}").write_text("")
+                deadline = time.monotonic() + 90
+                while len(list(meeting.glob(f"{stage}-*"))) < 2:
+                    if time.monotonic() > deadline:
+                        return False
+                    time.sleep(0.05)
+                return True
+
+            def smaps_bytes(tensors: list[Any]) -> dict[str, int]:
+                """Private and shared bytes of the mappings holding ``tensors``' memory."""
+                spans = [(t.data_ptr(), t.data_ptr() + t.numel() * t.element_size()) for t in tensors]
+                out = {"private": 0, "shared": 0}
+                inside = False
+                for line in Path("/proc/self/smaps").read_text().splitlines():
+                    head = line.split()[0]
+                    if "-" in head and not head.endswith(":"):
+                        lo, hi = (int(v, 16) for v in head.split("-"))
+                        inside = any(a < hi and lo < b for a, b in spans)
+                    elif inside and head in ("Private_Clean:", "Private_Dirty:", "Shared_Clean:", "Shared_Dirty:"):
+                        out["private" if head.startswith("Private") else "shared"] += int(line.split()[1]) * 1024
+                return out
+
+            process = psutil.Process()
+            before = process.memory_full_info()
+            data = self.trial_data()
+            checksum = sum(int(t.sum()) for t in (data.train_x, data.val_x))  # touches every page
+            together = meet("read")
+            after = process.memory_full_info()
+            mapped = smaps_bytes([data.train_x, data.val_x])
+            meet("measured")
+            return {"val_acc": 0.5, "together": float(together), "checksum": float(checksum),
+                    "data_bytes": float(data.nbytes), "mapped_private": float(mapped["private"]),
+                    "mapped_shared": float(mapped["shared"]),
+                    **{f"{k}_{when}": float(getattr(m, k)) for when, m in (("before", before), ("after", after))
+                       for k in ("uss", "pss", "rss")}}
+
+    probe = MemoryProbe()
+    probe.data = data
+    return probe
+
+
+def test_two_concurrent_trials_share_one_copy_of_the_data(tmp_path: Path, local_ray: None) -> None:
+    """One copy of the dataset per node: two trials running at once on the 2 CPUs each read all of a
+    67 MB uint8 dataset, which costs each of them far less private memory than the data's size."""
+    import numpy as np
+    import torch
+
+    from nas.tensor_dataset import TensorDataset
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(22_000, 3, 32, 32), dtype=np.uint8)  # 67.6 MB
+    labels = torch.from_numpy(rng.integers(0, 10, size=22_000))
+    data = TensorDataset("noise", torch.from_numpy(images[:20_000]), labels[:20_000], torch.from_numpy(images[20_000:]),
+                         labels[20_000:], 10, mean=(0.5,) * 3, std=(0.29,) * 3, max_pixel_value=255.0, raw=True)
+    size = data.nbytes
+    meeting = tmp_path / "meeting"
+    meeting.mkdir()
+    config = search_config("--trials", "2", "--epochs", "1")
+    quiet_run(config, tmp_path / "run", evaluator=memory_probe_evaluator(data, meeting), max_concurrent=2)
+    results = results_by_trial(read_journal(tmp_path / "run"))
+    assert sorted(results) == [0, 1] and all(r["status"] == "ok" for r in results.values()), results
+    expected = float(sum(int(t.sum()) for t in (data.train_x, data.val_x)))
+    mib = {}
+    for trial, r in results.items():
+        m = r["metrics"]
+        assert m["together"] == 1.0, f"the two trials did not run at the same time: {m}"
+        assert m["checksum"] == expected and m["data_bytes"] == size
+        mib[trial] = {k: round(m[k] / 2**20, 1) for k in m if k.endswith(("_before", "_after")) or "mapped" in k}
+        # the data lies in memory both trials map: shared pages, not a private copy
+        assert m["mapped_shared"] > 0.9 * size and m["mapped_private"] < 0.1 * size, mib
+        assert m["uss_after"] - m["uss_before"] < 0.25 * size, mib  # a private copy would cost >= size
+    print(f"data {size / 2**20:.1f} MiB; per trial (MiB): {mib}")
+
+
 # ---------------------------------------------------------------------------------------------- reproducibility
 def arch_score(arch: dict[str, Any]) -> float:
     """A deterministic stand-in for training: a hash of the architecture's encoding, in [0, 1)."""
@@ -443,6 +532,8 @@ def test_same_seed_gives_the_same_proposals(tmp_path: Path, local_ray: None) -> 
 # ---------------------------------------------------------------------------------------------- GPU
 @pytest.mark.gpu
 def test_fractional_gpu_trials_train_on_cuda(tmp_path: Path, ray_tmp: Path) -> None:
+    import torch
+
     run_dir = tmp_path / "run"
     argv = ["search", "--gpus-per-trial", "0.5", "--trials", "2", "--epochs", "1", "--data-limit", "300",
             "--run-dir", str(run_dir)]
@@ -453,6 +544,8 @@ def test_fractional_gpu_trials_train_on_cuda(tmp_path: Path, ray_tmp: Path) -> N
     for r in results.values():
         assert r["status"] == "ok", r
         assert r["metrics"]["device"].startswith("cuda"), r
+        if torch.cuda.is_bf16_supported(including_emulation=False):
+            assert r["metrics"]["precision"] == "bf16", r  # auto on a GPU with bf16
 
 
 def test_asha_scheduler_runs_trials_and_records_how_far_each_got(tmp_path: Path, local_ray: None) -> None:

@@ -1,5 +1,6 @@
 """nas.trainer: a trial learns a synthetic task, reports once per epoch, is deterministic, and
-fails cleanly (TrialFailed) on NaN losses, out of memory and graph/data shape mismatches."""
+fails cleanly (TrialFailed) on NaN losses, out of memory and graph/data shape mismatches; raw
+(uint8) pixels normalised on the device train exactly as normalised floats; precisions."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import math
 import pytest
 import torch
 
-from nas.datasets import TensorDataset
+from nas.datasets import TensorDataset, load_digits
 from nas.trainer import (
     TrainConfig,
     TrialFailed,
@@ -25,7 +26,8 @@ from search_spaces.spaces.macro import MacroArch, MacroSpace, StageChoice
 
 torch.set_num_threads(1)
 
-REPORT_KEYS = {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "epoch_seconds", "best_val_acc", "lr"}
+REPORT_KEYS = {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "epoch_seconds", "best_val_acc", "lr",
+               "precision"}
 NUM_CLASSES = 4
 FAST = TrainConfig(epochs=3, batch_size=32, lr=0.05)
 
@@ -101,6 +103,7 @@ def test_learns_synthetic_task_and_reports_each_epoch() -> None:
     assert result["best_val_acc"] == max(r["val_acc"] for r in reports)
     assert reports[result["best_epoch"] - 1]["val_acc"] == result["best_val_acc"]
     assert result["epochs"] == 4 and result["stopped_early"] is False and result["device"] == "cpu"
+    assert result["precision"] == "fp32" and {r["precision"] for r in reports} == {"fp32"}  # auto on CPU
     assert result["val_acc"] == reports[-1]["val_acc"]
     assert result["total_seconds"] >= sum(r["epoch_seconds"] for r in reports)
     assert "latency_ms" not in result
@@ -121,6 +124,39 @@ def test_same_seed_identical_different_seed_differs() -> None:
     torch.rand(3)  # the global RNG moves on: dropout masks must not depend on it
     assert run(0) == first
     assert run(1) != first
+
+
+def test_raw_pixels_train_exactly_like_normalised_floats() -> None:
+    """uint8 digits normalised per batch on the device give the float path's training bit for bit."""
+    floats, pixels = load_digits(limit=300), load_digits(limit=300, compact=True)
+    assert pixels.raw and pixels.train_x.dtype == torch.uint8 and pixels.nbytes < floats.nbytes / 2
+    graph = macro_graph(num_classes=10)
+    config = TrainConfig(epochs=2, batch_size=32)
+    runs = [train_and_evaluate(graph, d, config, "cpu") for d in (floats, pixels)]
+    assert without_time(runs[0]) == without_time(runs[1])
+
+
+def test_bf16_autocast_on_cpu_when_asked() -> None:
+    reports: list[dict] = []
+    result = train_and_evaluate(macro_graph(), dataset(), TrainConfig(epochs=3, batch_size=32, precision="bf16"),
+                                "cpu", reports.append)
+    assert result["precision"] == "bf16" and [r["precision"] for r in reports] == ["bf16"] * 3
+    assert math.isfinite(result["train_loss"]) and result["val_acc"] > 0.6  # chance is 0.25
+
+
+def test_fp16_on_cpu_is_refused_in_one_line() -> None:
+    with pytest.raises(ValueError, match=r"precision 'fp16' needs a CUDA device.*--precision bf16 or fp32") as info:
+        train_and_evaluate(tiny_graph(), dataset(n_train=64, n_val=32), TrainConfig(precision="fp16"), "cpu")
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.slow
+def test_compiled_network_trains_like_the_eager_one() -> None:
+    graph, data = tiny_graph(), dataset(n_train=64, n_val=32)
+    eager, compiled = (train_and_evaluate(graph, data, TrainConfig(epochs=2, batch_size=32, compile=c), "cpu")
+                       for c in (False, True))
+    for key in ("train_loss", "val_loss", "val_acc"):
+        assert compiled[key] == pytest.approx(eager[key], rel=1e-4, abs=1e-5), key
 
 
 def test_constant_schedule_and_other_optimizers() -> None:
@@ -230,7 +266,8 @@ def test_bad_data_is_a_value_error() -> None:
 @pytest.mark.parametrize("field, value", [
     ("epochs", 0), ("epochs", 2.0), ("batch_size", 0), ("optimizer", "rmsprop"), ("lr", 0.0),
     ("lr", float("nan")), ("momentum", 1.0), ("momentum", -0.1), ("weight_decay", -1e-4), ("schedule", "linear"),
-    ("grad_clip", -1.0), ("label_smoothing", 1.0), ("seed", -1), ("nesterov", "yes"),
+    ("grad_clip", -1.0), ("label_smoothing", 1.0), ("seed", -1), ("nesterov", "yes"), ("precision", "fp8"),
+    ("precision", "bfloat16"), ("compile", 1),
 ])
 def test_config_validation_names_the_field(field, value) -> None:
     with pytest.raises(ValueError, match=rf"TrainConfig\.{field} "):
@@ -251,6 +288,10 @@ def test_config_dict_round_trip() -> None:
     data = json.loads(json.dumps(config.to_dict()))
     assert TrainConfig.from_dict(data) == config
     assert TrainConfig.from_dict({}) == TrainConfig()
+    # precision and compile came after runs stored their configurations: stored only when not default
+    assert "precision" not in TrainConfig().to_dict() and "compile" not in TrainConfig().to_dict()
+    mixed = TrainConfig(precision="bf16", compile=True)
+    assert mixed.to_dict()["precision"] == "bf16" and TrainConfig.from_dict(mixed.to_dict()) == mixed
     with pytest.raises(ValueError, match="unknown field"):
         TrainConfig.from_dict({"epoch": 3})
     with pytest.raises(ValueError, match=r"TrainConfig\.batch_size"):
@@ -275,6 +316,13 @@ def test_trains_on_cuda() -> None:
                                 reports.append, latency_repeats=5)
     assert result["device"].startswith("cuda") and len(reports) == 4
     assert result["val_acc"] > 0.7 and result["latency_ms"] > 0
+    if torch.cuda.is_bf16_supported(including_emulation=False):
+        assert result["precision"] == "bf16"  # auto: bf16 where the GPU has it
+    pixels = load_digits(limit=300, compact=True)
+    for precision in ("fp32", "fp16", "bf16"):
+        out = train_and_evaluate(macro_graph(num_classes=10), pixels, TrainConfig(epochs=3, batch_size=32,
+                                 precision=precision), device)
+        assert out["precision"] == precision and out["val_acc"] > 0.5, out
     data = dataset(n_train=64, n_val=32)
     data.train_x[5] = float("nan")
     with pytest.raises(TrialFailed, match="NaN"):
