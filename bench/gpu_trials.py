@@ -242,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpu", action="store_true", help="run on the CPU even when a GPU is there")
     parser.add_argument("--no-compile", action="store_true", help="leave out the torch.compile set-up")
     parser.add_argument("--keep-going", action="store_true", help="report a failing section and go on")
+    parser.add_argument("--only", nargs="+", choices=["throughput", "darts", "shared", "compile"], default=None,
+                        help="run these sections only (section 4 needs section 1's baseline to print ratios)")
     args = parser.parse_args(argv)
     cuda = torch.cuda.is_available() and not (args.cpu or args.smoke)
     device = torch.device("cuda" if cuda else "cpu")
@@ -257,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     sections: list[Callable[[Sizes, torch.device, dict[str, float]], None]] = [
         throughput_section, darts_section, shared_section, compile_section]
+    if args.only:
+        sections = [s for s in sections if s.__name__.removesuffix("_section") in args.only]
     baseline: dict[str, float] = {}  # images/s of fp32 eager per model (section 1), for section 4
     for section in sections:
         try:

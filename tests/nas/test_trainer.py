@@ -318,9 +318,9 @@ def test_trains_on_cuda() -> None:
     assert result["val_acc"] > 0.7 and result["latency_ms"] > 0
     if torch.cuda.is_bf16_supported(including_emulation=False):
         assert result["precision"] == "bf16"  # auto: bf16 where the GPU has it
-    pixels = load_digits(limit=300, compact=True)
+    pixels = load_digits(limit=1000, compact=True)  # on the CPU, fp32 and bf16 reach 0.69 and 0.70 here
     for precision in ("fp32", "fp16", "bf16"):
-        out = train_and_evaluate(macro_graph(num_classes=10), pixels, TrainConfig(epochs=3, batch_size=32,
+        out = train_and_evaluate(macro_graph(num_classes=10), pixels, TrainConfig(epochs=6, batch_size=32,
                                  precision=precision), device)
         assert out["precision"] == precision and out["val_acc"] > 0.5, out
     data = dataset(n_train=64, n_val=32)
