@@ -166,7 +166,7 @@ def _fraction(text: str) -> float:
 
 STRATEGY_FLAGS = ("population_size", "sample_size", "initial_mutations", "rounds_per_step", "order", "init_channels",
                   "layers", "arch_lr", "arch_weight_decay", "train_portion", "augment", "early_stop", "hessian_every",
-                  "num_workers")
+                  "num_workers", "latency_weight")
 TRAIN_FLAGS = ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "precision", "compile")
 DATA_FLAGS = ("dataset", "data_root", "val_fraction", "data_limit")  # data_limit: the data's "limit"
 OBJECTIVE_FLAGS = ("metric", "max_params", "max_mflops", "max_latency_ms", "params_penalty", "flops_penalty",
@@ -380,6 +380,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--num-workers", type=_positive, default=None,
                    help="run each search data-parallel on N Ray Train workers (each with --cpus-per-trial / "
                         "--gpus-per-trial; --batch-size is the global batch); same results as 1 worker (default)")
+    g.add_argument("--latency-weight", type=_fraction, default=None,
+                   help="a differentiable latency term: the mixed ops' expected latency on the search's device, "
+                        "relative to the initial supernet's, times this weight, added to the architecture loss "
+                        "(0: off, the default; e.g. 0.1)")
     g = p.add_argument_group("objective")
     g.add_argument("--metric", default=None, help="the metric to maximise: val_acc (default), best_val_acc")
     g.add_argument("--max-params", type=_positive, default=None)

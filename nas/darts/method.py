@@ -122,7 +122,9 @@ class Darts(OneShotMethod):
             return None
         return (f"seed {result['seed']} epoch {result['epoch']}/{self.options['epochs']}: supernet train acc "
                 f"{result.get('train_acc', 0):.3f}, val acc {result.get('val_acc', 0):.3f}, "
-                f"skip connects {result.get('skip_connects')}")
+                f"skip connects {result.get('skip_connects')}"
+                + (f", expected mixed-op latency {result['expected_latency_ms']:.3f} ms"
+                   if "expected_latency_ms" in result else ""))
 
     def describe_outcome(self, metrics: dict[str, Any]) -> str:
         if "nb201_index" not in metrics:

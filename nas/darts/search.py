@@ -51,6 +51,7 @@ from nas.augment import AUGMENTS, make_augment
 from nas.darts.adapters import EdgeAdapter, adapter_for, build_supernet
 from nas.darts.architect import dominant_hessian_eigenvalue, first_order_grad, grad, loss_on, second_order_grad
 from nas.darts.distributed import SINGLE, ReplicaGroup
+from nas.darts.latency import LatencyTable, latency_table
 from nas.trainer import TrialFailed, is_oom
 from search_spaces.errors import InputError
 from search_spaces.spaces.base import SearchSpace
@@ -67,8 +68,11 @@ class DartsConfig:
     network is that space's own skeleton. ``hessian_every``: also log the dominant Hessian
     eigenvalue every N epochs (0: only when ``early_stop="hessian"``, which needs it every epoch).
     ``num_workers``: data-parallel workers of one search (Ray Train); ``batch_size`` is the global
-    batch, split between them. It is left out of :meth:`to_dict` when it is 1, so configurations
-    stored before it existed resolve to the same dict.
+    batch, split between them. ``latency_weight``: the weight of the differentiable latency term
+    (:mod:`nas.darts.latency`; 0 = off), the expected latency of the mixed ops relative to the
+    initial supernet's, added to the architecture step's loss. ``num_workers`` and
+    ``latency_weight`` are left out of :meth:`to_dict` at their defaults, so configurations stored
+    before they existed resolve to the same dict.
     """
 
     epochs: int = 50
@@ -95,6 +99,7 @@ class DartsConfig:
     hessian_iterations: int = 20
     seed: int = 2
     num_workers: int = 1
+    latency_weight: float = 0.0
 
     def validate(self) -> DartsConfig:
         """ValueError naming the first bad field; returns ``self``."""
@@ -115,7 +120,8 @@ class DartsConfig:
         for name, low, high in (("lr", 0.0, math.inf), ("lr_min", 0.0, math.inf), ("momentum", 0.0, 1.0),
                                 ("weight_decay", 0.0, math.inf), ("grad_clip", 0.0, math.inf),
                                 ("arch_lr", 0.0, math.inf), ("arch_weight_decay", 0.0, math.inf),
-                                ("train_portion", 0.0, 1.0), ("es_threshold", 0.0, 1.0)):
+                                ("train_portion", 0.0, 1.0), ("es_threshold", 0.0, 1.0),
+                                ("latency_weight", 0.0, math.inf)):
             value = getattr(self, name)
             ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
             if not ok or not low <= value <= high:
@@ -137,8 +143,9 @@ class DartsConfig:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["arch_betas"] = list(self.arch_betas)
-        if self.num_workers == 1:  # the default: absent, as in configurations stored before the option
-            del data["num_workers"]
+        for name, default in (("num_workers", 1), ("latency_weight", 0.0)):
+            if data[name] == default:  # absent, as in configurations stored before the option
+                del data[name]
         return data
 
     @classmethod
@@ -203,7 +210,10 @@ def darts_search(space: SearchSpace, config: DartsConfig, train_x: torch.Tensor,
     num_classes = int(getattr(space, "num_classes", int(train_y.max()) + 1))
     input_shape = tuple(train_x.shape[1:])
     n_w, n_a = split_indices(len(train_x), config.train_portion)
-    net = replicas.prepare(build_supernet(adapter, config, input_shape, num_classes).to(device))
+    supernet = build_supernet(adapter, config, input_shape, num_classes).to(device)
+    latency = (latency_table(supernet, input_shape, device, replicas=replicas) if config.latency_weight > 0
+               else None)
+    net = replicas.prepare(supernet)
     weights = list(net.weight_parameters())
     w_opt = torch.optim.SGD(weights, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     a_opt = torch.optim.Adam(net.arch_parameters(), lr=config.arch_lr, betas=config.arch_betas,
@@ -223,7 +233,7 @@ def darts_search(space: SearchSpace, config: DartsConfig, train_x: torch.Tensor,
                 group["lr"] = lr
             net.aux_skip_beta = config.aux_beta_at(epoch)
             train_loss, train_acc = _train_epoch(net, config, w_opt, a_opt, weights, x_all, y_all, n_w, n_a, lr,
-                                                 transform, gen, epoch, replicas)
+                                                 transform, gen, epoch, replicas, latency)
             valid_loss, valid_acc = _evaluate(net, x_all[n_w:], y_all[n_w:], config.batch_size, replicas)
             soft = {k: v.detach().cpu().numpy() for k, v in net.arch_weights().items()}
             arch = adapter.derive(soft)
@@ -233,6 +243,11 @@ def darts_search(space: SearchSpace, config: DartsConfig, train_x: torch.Tensor,
                 "arch": space.to_json(arch), "aux_skip_beta": net.aux_skip_beta,
                 "alphas": {k: np.round(v, 6).tolist() for k, v in soft.items()},
             }
+            if latency is not None:
+                with torch.no_grad():
+                    record["expected_latency_ms"] = round(float(latency.expected_ms(dict(net.alphas.items()))), 4)
+                if epoch == 0:
+                    record["latency_table_ms"] = latency.to_dict()
             if config.early_stop == "hessian" or (config.hessian_every and (epoch + 1) % config.hessian_every == 0):
                 with replicas.local_statistics(net):  # the same full batch on every worker
                     eig = dominant_hessian_eigenvalue(net, *hessian_batch, config.hessian_iterations, gen)
@@ -258,8 +273,10 @@ def darts_search(space: SearchSpace, config: DartsConfig, train_x: torch.Tensor,
 def _train_epoch(net: nn.Module, config: DartsConfig, w_opt: torch.optim.Optimizer, a_opt: torch.optim.Optimizer,
                  weights: list[nn.Parameter], x_all: torch.Tensor, y_all: torch.Tensor, n_w: int, n_a: int, lr: float,
                  transform: Any, gen: torch.Generator, epoch: int,
-                 replicas: ReplicaGroup = SINGLE) -> tuple[float, float]:
+                 replicas: ReplicaGroup = SINGLE, latency: LatencyTable | None = None) -> tuple[float, float]:
     """One epoch of alternating architecture / weight steps: (mean train loss, train accuracy).
+
+    ``latency``: its weighted term's gradient is added to every architecture gradient.
 
     Batches (and their augmentation) are drawn whole, identically on every replica, then sharded.
     """
@@ -284,6 +301,9 @@ def _train_epoch(net: nn.Module, config: DartsConfig, w_opt: torch.optim.Optimiz
             val_loss, grads = second_order_grad(net, x_t, y_t, x_v, y_v, lr, config.momentum,  # type: ignore[arg-type]
                                                 config.weight_decay, buffers, replicas, n_t, n_v)
         _check_finite(val_loss, "architecture", epoch, step)
+        if latency is not None:
+            _, penalty = latency.penalty_gradients(net, config.latency_weight)  # type: ignore[arg-type]
+            grads = [g + p for g, p in zip(grads, penalty, strict=True)]
         a_opt.zero_grad(set_to_none=True)
         for alpha, g in zip(alphas, grads, strict=True):
             alpha.grad = g

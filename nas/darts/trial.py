@@ -80,7 +80,8 @@ class SearchReports:
             append_line(self.alpha_log, {
                 "epoch": epoch, "ops": [str(op) for op in self.adapter.ops], "alphas": record["alphas"],
                 "edges": self.adapter.edge_labels(), "skip_connects": record["skip_connects"],
-                "arch": record["arch"], "hessian_eigenvalue": record.get("hessian_eigenvalue")})
+                "arch": record["arch"], "hessian_eigenvalue": record.get("hessian_eigenvalue"),
+                **{k: record[k] for k in ("expected_latency_ms", "latency_table_ms") if k in record}})
         summary = {k: v for k, v in record.items() if not isinstance(v, (list, dict))}
         summary["val_acc"], summary["val_loss"] = summary.pop("valid_acc"), summary.pop("valid_loss")
         self.report({**self.base, **summary, "failed": False, "score": summary["val_acc"]})
