@@ -13,8 +13,10 @@ workers of the per-trial resources and runs as many searches at once as fit.
 
 Failures: an error raised on any worker ends the Train run (no Train-level retries) and the search
 is reported failed with that worker's reason (:func:`failure_of`); a worker whose process or node
-died raises :class:`WorkersDied` out of the trial instead, so the dispatcher runs the search again
-(``--max-retries``), from its start, like any trial whose worker died.
+died (or was preempted) raises :class:`WorkersDied` out of the trial instead, so the dispatcher runs the
+search again (``--max-retries``), from its start, like any trial whose worker died. The survivors of a
+death see only their collective fail (gloo: "Connection reset by peer"), often before Ray reports the
+death itself: failures that are all such lost peers count as a death too (tested by SIGKILLing a worker).
 """
 
 from __future__ import annotations
@@ -86,21 +88,41 @@ def search_on_workers(space: SearchSpace, darts: DartsConfig, data: Any, log_dir
         raise failure_of(err) from None
 
 
+PEER_LOST = ("Connection reset by peer", "Connection closed by peer", "remote process exited", "Broken pipe",
+             "NCCL communicator was aborted")
+"""Words of a collective's error on a surviving worker when another worker's process went away."""
+
+
 def failure_of(err: Exception) -> Exception:
     """The exception a failed Train run becomes: :class:`WorkersDied` when a worker's process or node
-    died, else :class:`~nas.trainer.TrialFailed` with the lowest failed rank's reason."""
+    died (or was preempted), including when the survivors only saw their collectives lose that peer;
+    else :class:`~nas.trainer.TrialFailed` with the lowest failed rank's reason."""
     from ray.exceptions import RayActorError
     from ray.train.v2._internal.exceptions import WorkerHealthCheckFailedError, WorkerHealthCheckTimeoutError
+    from ray.train.v2.api.exceptions import PreemptionError
 
+    if isinstance(err, PreemptionError):
+        return WorkersDied(f"a node of the data-parallel search was preempted: {err}")
     failures: dict[int, Exception] = dict(getattr(err, "worker_failures", None) or {})
     if not failures:
         cause = getattr(err, "controller_failure", err)
         return TrialFailed(f"Ray Train failed: {type(cause).__name__}: {cause}")
-    rank, error = min(failures.items())
-    if isinstance(error, (RayActorError, WorkerHealthCheckFailedError, WorkerHealthCheckTimeoutError)):
+    deaths = {r: e for r, e in failures.items()
+              if isinstance(e, (RayActorError, WorkerHealthCheckFailedError, WorkerHealthCheckTimeoutError))}
+    if deaths:
+        rank, error = min(deaths.items())
         return WorkersDied(f"worker {rank} of the data-parallel search died: {str(error).splitlines()[0]}")
+    if all(_lost_a_peer(e) for e in failures.values()):
+        rank, error = min(failures.items())
+        return WorkersDied(f"worker {rank} of the data-parallel search lost a peer: {str(error).splitlines()[0]}")
+    rank, error = min(failures.items())
     if isinstance(error, TrialFailed):
         return TrialFailed(f"worker {rank}: {error.reason}")
     if is_oom(error):
         return TrialFailed(f"worker {rank}: out of memory: {error}")
     return TrialFailed(f"worker {rank}: {type(error).__name__}: {error}")
+
+
+def _lost_a_peer(error: Exception) -> bool:
+    """Whether ``error`` is a collective failing because another worker is gone (gloo's or NCCL's words)."""
+    return isinstance(error, RuntimeError) and any(words in str(error) for words in PEER_LOST)

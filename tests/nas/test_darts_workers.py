@@ -7,11 +7,15 @@ The exactness of the data-parallel arithmetic itself is tested without Ray in te
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from ray_helpers import events, ray_env, read_journal, run_nas
+from ray_helpers import Reaper, events, nas_command, ray_env, read_journal, run_nas
 
 from nas.cli import main
 from nas.darts.workers import WorkersDied, failure_of
@@ -150,6 +154,7 @@ def test_worker_slots_count_whole_workers_per_node() -> None:
 def test_worker_failures_become_the_search_failure() -> None:
     from ray.exceptions import ActorDiedError
     from ray.train import ControllerError, WorkerGroupError
+    from ray.train.v2.api.exceptions import PreemptionError
 
     nan = WorkerGroupError("...", {1: TrialFailed("non-finite weight-step loss"), 0: TrialFailed("non-finite x")})
     assert isinstance(failure_of(nan), TrialFailed) and failure_of(nan).reason == "worker 0: non-finite x"
@@ -160,3 +165,60 @@ def test_worker_failures_become_the_search_failure() -> None:
     controller = failure_of(ControllerError(RuntimeError("placement failed")))
     assert isinstance(controller, TrialFailed)
     assert controller.reason == "Ray Train failed: RuntimeError: placement failed"
+    gloo = RuntimeError("[gloo/transport/tcp/pair.cc:537] Read error [127.0.0.1]:54183: Connection reset by peer")
+    died_under = failure_of(WorkerGroupError("...", {0: gloo, 1: ActorDiedError()}))  # the survivor's error first
+    assert isinstance(died_under, WorkersDied) and "worker 1 of the data-parallel search died" in str(died_under)
+    survivor_only = failure_of(WorkerGroupError("...", {0: gloo}))  # the dead worker not reported at all
+    assert isinstance(survivor_only, WorkersDied) and "worker 0 of the data-parallel search lost a peer" \
+        in str(survivor_only)
+    real = failure_of(WorkerGroupError("...", {0: TrialFailed("non-finite x"), 1: gloo}))  # a real error ends it
+    assert isinstance(real, TrialFailed) and real.reason == "worker 0: non-finite x"
+    preempted = failure_of(PreemptionError(SimpleNamespace(preempted_ranks=[1])))  # type: ignore[arg-type]
+    assert isinstance(preempted, WorkersDied) and "preempted" in str(preempted)
+
+
+@pytest.mark.slow
+def test_a_killed_worker_reruns_the_search_and_the_run_completes(tmp_path: Path, ray_tmp: Path) -> None:
+    """SIGKILL one Ray Train worker mid-search (a lost process or node): the survivor's collective fails
+    too, and neither is the architecture's fault, so the dispatcher runs the search again; its alpha log
+    starts again, and the run ends with one ok result."""
+    run_dir = tmp_path / "run"
+    argv = ["search", *TINY, "--epochs", "12", "--num-workers", "2", "--run-dir", str(run_dir)]
+    log = tmp_path / "driver.log"
+    with log.open("w") as out:
+        driver = subprocess.Popen(nas_command(*argv), env=ray_env(ray_tmp), stdout=out, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+    reaper = Reaper()
+    reaper.track_group(driver)
+    reaper.track_temp_dir(ray_tmp)
+    alphas = run_dir / "darts" / "seed_0" / "alphas.jsonl"
+    try:
+        deadline = time.monotonic() + 240
+        victim = None
+        while victim is None:
+            assert driver.poll() is None, f"the search ended before a worker was killed:\n{log.read_text()}"
+            assert time.monotonic() < deadline, f"no mid-search worker within 240 s:\n{log.read_text()}"
+            time.sleep(0.1)
+            reaper.refresh()
+            if alphas.exists() and alphas.read_text().strip():
+                workers = [p for p in reaper.alive() if "RayTrainWorker" in " ".join(_cmdline(p))]
+                victim = workers[0] if workers else None
+        victim.send_signal(signal.SIGKILL)
+        rc = driver.wait(timeout=300)
+    finally:
+        reaper.kill_all()
+    assert rc == 0, log.read_text()
+    journal = read_journal(run_dir)
+    assert "seed 0: its worker or node died" in log.read_text() and "running the search again (attempt 2)" \
+        in log.read_text(), log.read_text()
+    (result,) = events(journal, "result")
+    assert result["status"] == "ok" and result["metrics"]["epochs_run"] == 12, result
+    assert [e["epoch"] for e in alpha_log(run_dir)] == list(range(1, 13))  # the rerun's trajectory, once
+    assert not (run_dir / "darts" / "failed.jsonl").exists()
+
+
+def _cmdline(process: Any) -> list[str]:
+    try:
+        return list(process.cmdline())
+    except Exception:  # gone, or not ours to read
+        return []
