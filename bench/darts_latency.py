@@ -16,6 +16,7 @@ Prints mean +- std per weight.
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import time
 
@@ -68,10 +69,12 @@ def main(argv: list[str] | None = None) -> None:
     for weight in args.weights:
         cells = []
         for k in keys:
-            values = [r[k] for r in rows[weight]]
+            values = [r[k] for r in rows[weight] if not math.isnan(r[k])]  # expected_ms is NaN at weight 0
+            if not values:
+                cells.append(f"{'-':>17}")
+                continue
             spread = statistics.stdev(values) if len(values) > 1 else 0.0
-            cells.append(f"{statistics.mean(values):>10.3f} +-{spread:>5.2f}" if values[0] == values[0] else
-                         f"{'-':>17}")
+            cells.append(f"{statistics.mean(values):>10.3f} +-{spread:>5.2f}")
         print(f"{weight:>7g}" + "".join(cells))
 
 
