@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from nas.darts.architect import grad
 from nas.darts.distributed import SINGLE, ReplicaGroup
 from nas.darts.supernet import MixedOp, SearchNetwork
 from nas.trainer import measure_latency_ms
@@ -56,9 +57,8 @@ class LatencyTable:
         with torch.enable_grad():
             expected = self.expected_ms(alphas)
             scale = weight / max(self.uniform_ms(), 1e-12)
-            grads = torch.autograd.grad(expected * scale, net.arch_parameters(), allow_unused=True)
-        return float(expected.detach()), [torch.zeros_like(a) if g is None else g
-                                 for a, g in zip(net.arch_parameters(), grads, strict=True)]
+            grads = grad(expected * scale, net.arch_parameters())
+        return float(expected.detach()), grads
 
     def to_dict(self) -> dict[str, list[list[float]]]:
         return {name: [[round(float(v), 6) for v in row] for row in cost] for name, cost in self.costs.items()}
